@@ -1,0 +1,364 @@
+use std::{
+    fmt,
+    pin::Pin,
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    task::{Context, Poll},
+};
+
+use atomic_waker::AtomicWaker;
+use bytes::{Bytes, BytesMut};
+use futures_core::Stream;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::combinators::UnsyncBoxBody;
+use pin_project_lite::pin_project;
+use tokio::{task::AbortHandle, time::Instant};
+use tracing::Span;
+
+use crate::{
+    buffer::{pump, Queue},
+    heartbeat::HeartbeatTimer,
+    layer::Config,
+    BoxError, Encode, Error,
+};
+
+pin_project! {
+    /// The body of a response made by [`SseLayer`](crate::SseLayer): the event stream
+    /// encoded as `text/event-stream`, or the body of a response passed through.
+    ///
+    /// Its size is always unknown (so no `content-length`), each frame carries every
+    /// event that was ready (up to [`max_frame_bytes`](crate::SseLayer::max_frame_bytes)),
+    /// and dropping it (the client left) drops the event source at once.
+    pub struct SseBody<St> {
+        #[pin]
+        kind: BodyKind<St>,
+    }
+}
+
+pin_project! {
+    #[project = BodyKindProj]
+    enum BodyKind<St> {
+        Events { #[pin] events: EventsBody<St> },
+        Other { #[pin] body: UnsyncBoxBody<Bytes, BoxError> },
+    }
+}
+
+impl<St> SseBody<St> {
+    pub(crate) fn events(events: EventsBody<St>) -> Self {
+        Self {
+            kind: BodyKind::Events { events },
+        }
+    }
+
+    pub(crate) fn other(body: UnsyncBoxBody<Bytes, BoxError>) -> Self {
+        Self {
+            kind: BodyKind::Other { body },
+        }
+    }
+}
+
+impl<St> fmt::Debug for SseBody<St> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self.kind {
+            BodyKind::Events { .. } => "SseBody::Events",
+            BodyKind::Other { .. } => "SseBody::Other",
+        })
+    }
+}
+
+impl<St, T, E> Body for SseBody<St>
+where
+    St: Stream<Item = Result<T, E>>,
+    T: Encode,
+    E: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.project().kind.project() {
+            BodyKindProj::Events { events } => events.poll_frame(cx),
+            BodyKindProj::Other { body } => body.poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            BodyKind::Events { events } => events.done,
+            BodyKind::Other { body } => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            BodyKind::Events { .. } => SizeHint::default(),
+            BodyKind::Other { body } => body.size_hint(),
+        }
+    }
+}
+
+/// Where a pumped stream stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum QueueState {
+    Open,
+    /// The source ended; what is queued still goes out.
+    Ended,
+    /// The client was dropped as too slow, for this reason.
+    Disconnected(Error),
+}
+
+/// Per-connection state shared with the layer (for shutdown) and the pump task.
+pub(crate) struct Conn {
+    pub(crate) waker: AtomicWaker,
+    queue: Option<Mutex<Queue>>,
+}
+
+impl Conn {
+    /// The queue of a pumped stream. Only called in pump mode.
+    pub(crate) fn lock_queue(&self) -> MutexGuard<'_, Queue> {
+        match &self.queue {
+            Some(queue) => queue.lock().unwrap_or_else(PoisonError::into_inner),
+            None => unreachable!("lock_queue on a stream without a queue"),
+        }
+    }
+}
+
+pin_project! {
+    #[project = SourceProj]
+    enum Source<St> {
+        /// `Wait` without stall timeout: the body polls the source itself.
+        Direct { #[pin] stream: St },
+        /// Drained by a task into the connection's queue.
+        Pumped,
+        Done,
+    }
+}
+
+/// Counts for the connection's span, and what was already added to the layer's stats.
+#[derive(Debug, Default)]
+struct ConnStats {
+    events: u64,
+    bytes: u64,
+    heartbeats: u64,
+}
+
+/// Unregisters the stream, stops its pump and records its span when dropped.
+struct Guard {
+    config: Arc<Config>,
+    conn: Arc<Conn>,
+    key: usize,
+    pump: Option<AbortHandle>,
+    stats: ConnStats,
+    span: Span,
+    opened: std::time::Instant,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(pump) = self.pump.take() {
+            pump.abort();
+        }
+        self.config.shared.unregister(self.key);
+        let span = &self.span;
+        let lifetime = self.opened.elapsed();
+        span.record("events", self.stats.events);
+        span.record("bytes", self.stats.bytes);
+        span.record("heartbeats", self.stats.heartbeats);
+        span.record("lifetime_ms", lifetime.as_millis() as u64);
+        tracing::debug!(
+            parent: span,
+            events = self.stats.events,
+            bytes = self.stats.bytes,
+            heartbeats = self.stats.heartbeats,
+            lifetime_ms = lifetime.as_millis() as u64,
+            "sse stream closed"
+        );
+    }
+}
+
+pin_project! {
+    pub(crate) struct EventsBody<St> {
+        #[pin]
+        source: Source<St>,
+        frame: BytesMut,
+        heartbeat: Option<HeartbeatTimer>,
+        done: bool,
+        guard: Guard,
+    }
+}
+
+impl<St, T, E> EventsBody<St>
+where
+    St: Stream<Item = Result<T, E>> + Send + 'static,
+    T: Encode + Send + 'static,
+    E: Into<BoxError> + 'static,
+{
+    pub(crate) fn new(stream: St, config: Arc<Config>, span: Span) -> Self {
+        // Pumping needs a runtime to spawn on; without one, fall back to backpressure.
+        let runtime = config
+            .pumped()
+            .then(tokio::runtime::Handle::try_current)
+            .and_then(Result::ok);
+        let conn = Arc::new(Conn {
+            waker: AtomicWaker::new(),
+            queue: runtime.as_ref().map(|_| Mutex::new(Queue::new())),
+        });
+        let key = config.shared.register(conn.clone());
+        let (source, pump) = match runtime {
+            Some(runtime) => {
+                let task = runtime.spawn(pump(stream, conn.clone(), config.clone()));
+                (Source::Pumped, Some(task.abort_handle()))
+            }
+            None => {
+                if config.pumped() {
+                    tracing::warn!("no tokio runtime to drain the source: using backpressure");
+                }
+                (Source::Direct { stream }, None)
+            }
+        };
+        Self {
+            source,
+            frame: BytesMut::new(),
+            heartbeat: config
+                .heartbeat
+                .as_ref()
+                .map(|hb| HeartbeatTimer::new(hb.interval())),
+            done: false,
+            guard: Guard {
+                config,
+                conn,
+                key,
+                pump,
+                stats: ConnStats::default(),
+                span,
+                opened: std::time::Instant::now(),
+            },
+        }
+    }
+}
+
+impl<St, T, E> EventsBody<St>
+where
+    St: Stream<Item = Result<T, E>>,
+    T: Encode,
+    E: Into<BoxError>,
+{
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let mut this = self.project();
+        let guard = &mut *this.guard;
+        let config = &*guard.config;
+        loop {
+            if *this.done {
+                return Poll::Ready(None);
+            }
+            if config.shared.is_shutting_down() {
+                *this.done = true;
+                this.source.set(Source::Done);
+                if let Some(pump) = guard.pump.take() {
+                    pump.abort();
+                }
+                let Some(last) = config.shared.last_event() else {
+                    return Poll::Ready(None);
+                };
+                guard.stats.events += 1;
+                guard.stats.bytes += last.len() as u64;
+                config.shared.stats.sent(1, last.len() as u64);
+                return Poll::Ready(Some(Ok(Frame::data(last))));
+            }
+
+            let max_bytes = config.max_frame_bytes.min(config.limits.bytes());
+            let max_events = config.limits.events();
+            let frame = &mut *this.frame;
+            let mut events = 0;
+            let mut ended = false;
+            match this.source.as_mut().project() {
+                SourceProj::Direct { mut stream } => {
+                    while events < max_events && frame.len() < max_bytes {
+                        match stream.as_mut().poll_next(cx) {
+                            Poll::Ready(Some(Ok(item))) => {
+                                item.encode_to(frame);
+                                events += 1;
+                            }
+                            Poll::Ready(Some(Err(err))) => {
+                                if let Some(last) = config.source_error(err.into()) {
+                                    last.encode_to(frame);
+                                    events += 1;
+                                }
+                                ended = true;
+                                break;
+                            }
+                            Poll::Ready(None) => {
+                                ended = true;
+                                break;
+                            }
+                            Poll::Pending => break,
+                        }
+                    }
+                }
+                SourceProj::Pumped => {
+                    let mut queue = guard.conn.lock_queue();
+                    if let QueueState::Disconnected(err) = &queue.state {
+                        let err = err.clone();
+                        drop(queue);
+                        *this.done = true;
+                        return Poll::Ready(Some(Err(err.into())));
+                    }
+                    events = queue.take_into(frame, max_bytes, max_events, config.gap.as_ref());
+                    if !frame.is_empty() {
+                        queue.last_delivery = Instant::now();
+                    } else if queue.state == QueueState::Ended && queue.is_empty() {
+                        ended = true;
+                    } else {
+                        guard.conn.waker.register(cx.waker());
+                    }
+                }
+                SourceProj::Done => ended = true,
+            }
+            if ended {
+                this.source.set(Source::Done);
+            }
+
+            if !frame.is_empty() {
+                let full = events >= max_events || frame.len() >= max_bytes;
+                let bytes = frame.split().freeze();
+                if !full {
+                    // A quiet stream does not keep spare frame capacity alive.
+                    *frame = BytesMut::new();
+                }
+                if let Some(hb) = this.heartbeat.as_mut() {
+                    hb.wrote();
+                }
+                guard.stats.events += events as u64;
+                guard.stats.bytes += bytes.len() as u64;
+                config.shared.stats.sent(events as u64, bytes.len() as u64);
+                return Poll::Ready(Some(Ok(Frame::data(bytes))));
+            }
+            if ended {
+                *this.done = true;
+                return Poll::Ready(None);
+            }
+
+            if let (Some(timer), Some(hb)) = (this.heartbeat.as_mut(), config.heartbeat.as_ref()) {
+                if timer.poll_due(cx).is_ready() {
+                    let bytes = hb.bytes().clone();
+                    if guard.pump.is_some() {
+                        guard.conn.lock_queue().last_delivery = timer.last_write();
+                    }
+                    guard.stats.heartbeats += 1;
+                    guard.stats.bytes += bytes.len() as u64;
+                    config.shared.stats.heartbeat(bytes.len() as u64);
+                    return Poll::Ready(Some(Ok(Frame::data(bytes))));
+                }
+            }
+            guard.conn.waker.register(cx.waker());
+            if !config.shared.is_shutting_down() {
+                return Poll::Pending;
+            }
+        }
+    }
+}

@@ -1,0 +1,441 @@
+//! The per-connection bounded buffer between the event source and the socket.
+//!
+//! hyper polls a response body only while the connection can take more bytes, so a
+//! client that reads slowly stops the body from being polled. What happens to the
+//! event source then is the [`Overflow`] policy:
+//!
+//! | policy | the source is | memory | the client sees |
+//! |---|---|---|---|
+//! | [`Overflow::Wait`] (default) | not polled until the client reads (backpressure) | one frame | every event |
+//! | [`Overflow::DropOldest`] | drained into the buffer; oldest events dropped when full | the buffer's caps | the newest events, and a gap marker |
+//! | [`Overflow::DropNewest`] | drained into the buffer; new events dropped when full | the buffer's caps | the oldest events, and a gap marker |
+//! | [`Overflow::Disconnect`] | drained into the buffer; the connection is ended when full | the buffer's caps | a closed connection; it reconnects with `Last-Event-ID` |
+//!
+//! The buffer is bounded both in events and in bytes ([`BufferLimits`]). With
+//! `Wait` and no stall timeout, the body polls the source itself and encodes straight
+//! into the outgoing frame: there is no queue and no extra task. The other policies
+//! (and [`SseLayer::stall_timeout`](crate::SseLayer::stall_timeout)) need the source
+//! to be drained while the socket is full, so the stream gets a small task that moves
+//! encoded events into the bounded queue; it is aborted, and the source dropped, as
+//! soon as the response body is dropped.
+//!
+//! Dropped events are never silent: they are counted per connection (in the tracing
+//! span) and in [`SseStats`](crate::SseStats), and with
+//! [`SseLayer::gap_event`](crate::SseLayer::gap_event) the client receives an event
+//! that marks the gap where it happened, so it can resync.
+//!
+//! ```
+//! use tower_sse::{BufferLimits, Overflow, SseLayer};
+//!
+//! let layer = SseLayer::new()
+//!     .buffer(BufferLimits::new(256, 1 << 20)) // at most 256 events and 1 MiB
+//!     .on_overflow(Overflow::DropOldest);
+//! ```
+
+use std::{
+    collections::VecDeque,
+    future::{poll_fn, Future},
+    pin::pin,
+    sync::Arc,
+    task::{Poll, Waker},
+    time::Duration,
+};
+
+use bytes::{Bytes, BytesMut};
+use futures_core::Stream;
+use tokio::time::Instant;
+
+use crate::{
+    body::{Conn, QueueState},
+    layer::Config,
+    BoxError, Encode, Error,
+};
+
+/// Caps on what one connection may hold: a number of events and a number of bytes.
+///
+/// The default is 256 events and 1 MiB.
+///
+/// ```
+/// let limits = tower_sse::BufferLimits::new(64, 256 * 1024);
+/// assert_eq!(limits.events(), 64);
+/// assert_eq!(limits.bytes(), 256 * 1024);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BufferLimits {
+    events: usize,
+    bytes: usize,
+}
+
+impl BufferLimits {
+    /// At most `events` events and `bytes` bytes (both raised to at least 1).
+    pub const fn new(events: usize, bytes: usize) -> Self {
+        Self {
+            events: if events == 0 { 1 } else { events },
+            bytes: if bytes == 0 { 1 } else { bytes },
+        }
+    }
+
+    /// The cap on buffered events.
+    pub const fn events(&self) -> usize {
+        self.events
+    }
+
+    /// The cap on buffered bytes (encoded).
+    pub const fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+impl Default for BufferLimits {
+    fn default() -> Self {
+        Self::new(256, 1 << 20)
+    }
+}
+
+/// What to do when a connection's buffer is full; see the [module docs](self).
+///
+/// ```
+/// use tower_sse::{Overflow, SseLayer};
+/// let layer = SseLayer::new().on_overflow(Overflow::Disconnect);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Overflow {
+    /// Stop polling the source until the client has read (backpressure).
+    #[default]
+    Wait,
+    /// Drop the oldest buffered events to make room.
+    DropOldest,
+    /// Drop the incoming event.
+    DropNewest,
+    /// End the connection and drop everything it buffered.
+    Disconnect,
+}
+
+#[derive(Debug)]
+enum Entry {
+    Event(Bytes),
+    /// Events lost at this point of the stream.
+    Gap(u64),
+}
+
+/// What a push did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pushed {
+    Queued,
+    /// `n` events were dropped (the incoming one or older ones).
+    Dropped(u64),
+    Disconnected,
+}
+
+/// The bounded queue of one connection (pump mode).
+#[derive(Debug)]
+pub(crate) struct Queue {
+    entries: VecDeque<Entry>,
+    events: usize,
+    bytes: usize,
+    pub(crate) state: QueueState,
+    /// When the body last handed a frame to hyper, or when the queue last became
+    /// non-empty, whichever is later: the stall clock.
+    pub(crate) since: Instant,
+    pub(crate) last_delivery: Instant,
+    pump_waker: Option<Waker>,
+}
+
+impl Queue {
+    pub(crate) fn new() -> Self {
+        let now = Instant::now();
+        Self {
+            entries: VecDeque::new(),
+            events: 0,
+            bytes: 0,
+            state: QueueState::Open,
+            since: now,
+            last_delivery: now,
+            pump_waker: None,
+        }
+    }
+
+    fn is_full(&self, limits: BufferLimits) -> bool {
+        self.events >= limits.events || self.bytes >= limits.bytes
+    }
+
+    fn fits(&self, len: usize, limits: BufferLimits) -> bool {
+        self.events < limits.events && self.bytes + len <= limits.bytes
+    }
+
+    fn mark_gap_back(&mut self, n: u64) {
+        match self.entries.back_mut() {
+            Some(Entry::Gap(m)) => *m += n,
+            _ => self.entries.push_back(Entry::Gap(n)),
+        }
+    }
+
+    fn mark_gap_front(&mut self, n: u64) {
+        match self.entries.front_mut() {
+            Some(Entry::Gap(m)) => *m += n,
+            _ => self.entries.push_front(Entry::Gap(n)),
+        }
+    }
+
+    /// Queues `bytes` under `policy`; never grows past `limits`.
+    pub(crate) fn push(&mut self, bytes: Bytes, limits: BufferLimits, policy: Overflow) -> Pushed {
+        let len = bytes.len();
+        let mut dropped = 0;
+        if !self.fits(len, limits) {
+            match policy {
+                // The pump only pushes under `Wait` when there is room; an event larger
+                // than the whole buffer is let through alone so the stream can go on.
+                Overflow::Wait if self.events == 0 => {}
+                Overflow::Wait | Overflow::DropNewest => {
+                    self.mark_gap_back(1);
+                    return Pushed::Dropped(1);
+                }
+                Overflow::DropOldest => {
+                    while !self.fits(len, limits) {
+                        match self.entries.pop_front() {
+                            Some(Entry::Event(old)) => {
+                                self.events -= 1;
+                                self.bytes -= old.len();
+                                dropped += 1;
+                            }
+                            Some(Entry::Gap(n)) => dropped += n,
+                            None => break,
+                        }
+                    }
+                    if !self.fits(len, limits) {
+                        // Larger than the whole buffer: it is dropped too.
+                        self.mark_gap_front(dropped + 1);
+                        return Pushed::Dropped(dropped + 1);
+                    }
+                    self.mark_gap_front(dropped);
+                }
+                Overflow::Disconnect => {
+                    self.disconnect(Error::overflow());
+                    return Pushed::Disconnected;
+                }
+            }
+        }
+        if self.entries.is_empty() {
+            self.since = Instant::now();
+        }
+        self.events += 1;
+        self.bytes += len;
+        self.entries.push_back(Entry::Event(bytes));
+        if dropped > 0 {
+            Pushed::Dropped(dropped)
+        } else {
+            Pushed::Queued
+        }
+    }
+
+    /// Ends the connection and frees everything it held.
+    pub(crate) fn disconnect(&mut self, why: Error) {
+        self.entries = VecDeque::new();
+        self.events = 0;
+        self.bytes = 0;
+        self.state = QueueState::Disconnected(why);
+    }
+
+    /// Moves events into `frame` until it holds `max_bytes` or `max_events`; a gap
+    /// becomes `gap(n)`'s event, or nothing. Returns the number of events moved.
+    pub(crate) fn take_into(
+        &mut self,
+        frame: &mut BytesMut,
+        max_bytes: usize,
+        max_events: usize,
+        gap: Option<&crate::layer::GapFn>,
+    ) -> usize {
+        let mut taken = 0;
+        while taken < max_events && frame.len() < max_bytes {
+            match self.entries.pop_front() {
+                Some(Entry::Event(bytes)) => {
+                    self.events -= 1;
+                    self.bytes -= bytes.len();
+                    frame.extend_from_slice(&bytes);
+                    taken += 1;
+                }
+                Some(Entry::Gap(n)) => {
+                    if let Some(gap) = gap {
+                        gap(n).encode_to(frame);
+                    }
+                }
+                None => break,
+            }
+        }
+        if let Some(waker) = self.pump_waker.take() {
+            waker.wake();
+        }
+        taken
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The instant at which the client counts as stalled, if it has anything to receive.
+    fn stall_deadline(&self, timeout: Duration, heartbeat: Option<Duration>) -> Option<Instant> {
+        if !self.entries.is_empty() {
+            Some(self.since.max(self.last_delivery) + timeout)
+        } else {
+            heartbeat.map(|hb| self.last_delivery + hb + timeout)
+        }
+    }
+}
+
+/// Drains `source` into the connection's queue until the source ends, the client is
+/// disconnected, or the task is aborted (the body was dropped).
+pub(crate) fn pump<St, T, E>(
+    source: St,
+    conn: Arc<Conn>,
+    config: Arc<Config>,
+) -> impl Future<Output = ()> + Send
+where
+    St: Stream<Item = Result<T, E>> + Send + 'static,
+    T: Encode + Send + 'static,
+    E: Into<BoxError> + 'static,
+{
+    async move {
+        let mut source = pin!(source);
+        let far = || Instant::now() + Duration::from_secs(86_400 * 365);
+        let mut watchdog = config
+            .stall_timeout
+            .map(|_| Box::pin(tokio::time::sleep_until(far())));
+        let heartbeat = config.heartbeat.as_ref().map(|hb| hb.interval());
+        poll_fn(|cx| loop {
+            let mut queue = conn.lock_queue();
+            if queue.state != QueueState::Open {
+                return Poll::Ready(());
+            }
+            if let (Some(sleep), Some(timeout)) = (watchdog.as_mut(), config.stall_timeout) {
+                let deadline = queue.stall_deadline(timeout, heartbeat);
+                if deadline.is_some_and(|d| d <= Instant::now()) {
+                    queue.disconnect(Error::stall());
+                    drop(queue);
+                    config.shared.stats.stalled();
+                    tracing::debug!("sse client stalled; disconnecting");
+                    conn.waker.wake();
+                    return Poll::Ready(());
+                }
+                let deadline = deadline.unwrap_or_else(far);
+                if sleep.deadline() != deadline {
+                    sleep.as_mut().reset(deadline);
+                }
+            }
+            if config.overflow == Overflow::Wait && queue.is_full(config.limits) {
+                queue.pump_waker = Some(cx.waker().clone());
+                drop(queue);
+                if let Some(sleep) = watchdog.as_mut() {
+                    if sleep.as_mut().poll(cx).is_ready() {
+                        continue;
+                    }
+                }
+                return Poll::Pending;
+            }
+            drop(queue);
+            match source.as_mut().poll_next(cx) {
+                Poll::Ready(Some(Ok(item))) => {
+                    let bytes = item.into_bytes();
+                    let pushed = conn
+                        .lock_queue()
+                        .push(bytes, config.limits, config.overflow);
+                    conn.waker.wake();
+                    match pushed {
+                        Pushed::Queued => {}
+                        Pushed::Dropped(n) => {
+                            config.shared.stats.dropped(n);
+                            tracing::debug!(dropped = n, "sse buffer full; events dropped");
+                        }
+                        Pushed::Disconnected => {
+                            config.shared.stats.overflowed();
+                            tracing::debug!("sse buffer full; disconnecting the client");
+                            return Poll::Ready(());
+                        }
+                    }
+                }
+                Poll::Ready(Some(Err(err))) => {
+                    let last = config.source_error(err.into());
+                    let mut queue = conn.lock_queue();
+                    if let Some(last) = last {
+                        // The last event goes out even if the buffer is full.
+                        queue.push(last.into_bytes(), BufferLimits::new(usize::MAX, usize::MAX), Overflow::Wait);
+                    }
+                    queue.state = QueueState::Ended;
+                    drop(queue);
+                    conn.waker.wake();
+                    return Poll::Ready(());
+                }
+                Poll::Ready(None) => {
+                    conn.lock_queue().state = QueueState::Ended;
+                    conn.waker.wake();
+                    return Poll::Ready(());
+                }
+                Poll::Pending => {
+                    if let Some(sleep) = watchdog.as_mut() {
+                        if sleep.as_mut().poll(cx).is_ready() {
+                            continue;
+                        }
+                    }
+                    return Poll::Pending;
+                }
+            }
+        })
+        .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(n: u8) -> Bytes {
+        Bytes::from(vec![n; 10])
+    }
+
+    fn drain(q: &mut Queue) -> Vec<u8> {
+        let mut frame = BytesMut::new();
+        let gap = |n: u64| crate::Event::new().comment(format!("gap {n}"));
+        let gap: crate::layer::GapFn = Arc::new(gap);
+        q.take_into(&mut frame, usize::MAX, usize::MAX, Some(&gap));
+        frame.to_vec()
+    }
+
+    #[tokio::test]
+    async fn drop_oldest_keeps_the_newest_and_marks_the_gap_first() {
+        let mut q = Queue::new();
+        let limits = BufferLimits::new(2, 1000);
+        assert_eq!(q.push(ev(1), limits, Overflow::DropOldest), Pushed::Queued);
+        assert_eq!(q.push(ev(2), limits, Overflow::DropOldest), Pushed::Queued);
+        assert_eq!(q.push(ev(3), limits, Overflow::DropOldest), Pushed::Dropped(1));
+        assert_eq!(q.push(ev(4), limits, Overflow::DropOldest), Pushed::Dropped(1));
+        let mut want = b": gap 2\n\n".to_vec();
+        want.extend([3; 10]);
+        want.extend([4; 10]);
+        assert_eq!(drain(&mut q), want);
+        assert!(q.is_empty());
+    }
+
+    #[tokio::test]
+    async fn drop_newest_keeps_the_oldest_and_marks_the_gap_after_them() {
+        let mut q = Queue::new();
+        let limits = BufferLimits::new(10, 25);
+        assert_eq!(q.push(ev(1), limits, Overflow::DropNewest), Pushed::Queued);
+        assert_eq!(q.push(ev(2), limits, Overflow::DropNewest), Pushed::Queued);
+        assert_eq!(q.push(ev(3), limits, Overflow::DropNewest), Pushed::Dropped(1));
+        assert_eq!(q.push(ev(4), limits, Overflow::DropNewest), Pushed::Dropped(1));
+        let mut want = vec![1; 10];
+        want.extend([2; 10]);
+        want.extend(b": gap 2\n\n");
+        assert_eq!(drain(&mut q), want);
+    }
+
+    #[tokio::test]
+    async fn disconnect_frees_everything() {
+        let mut q = Queue::new();
+        let limits = BufferLimits::new(1, 1000);
+        assert_eq!(q.push(ev(1), limits, Overflow::Disconnect), Pushed::Queued);
+        assert_eq!(q.push(ev(2), limits, Overflow::Disconnect), Pushed::Disconnected);
+        assert_eq!(q.state, QueueState::Disconnected(Error::overflow()));
+        assert!(q.is_empty());
+    }
+}

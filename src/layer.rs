@@ -1,0 +1,267 @@
+use std::{fmt, sync::Arc, time::Duration};
+
+use tower_layer::Layer;
+
+use crate::{
+    shutdown::Shared, BoxError, BufferLimits, Event, Heartbeat, Overflow, ShutdownHandle,
+    SseService, SseStats,
+};
+
+pub(crate) type GapFn = Arc<dyn Fn(u64) -> Event + Send + Sync>;
+pub(crate) type ErrorFn = Arc<dyn Fn(&BoxError) -> Option<Event> + Send + Sync>;
+
+/// A [`Layer`] that turns a service answering with event streams into a service
+/// answering with `text/event-stream` responses.
+///
+/// The inner service answers with an [`SseResponse`](crate::SseResponse): a stream of
+/// `Result<T, E>` where `T` is an [`Event`] or an
+/// [`EncodedEvent`](crate::EncodedEvent), or an ordinary response that the layer passes
+/// through untouched. Layers made by cloning one `SseLayer` share its
+/// [`stats`](SseLayer::stats) and [`shutdown handle`](SseLayer::shutdown_handle).
+///
+/// | setting | default |
+/// |---|---|
+/// | [`heartbeat`](Self::heartbeat) | a `:` comment after 15 s of silence |
+/// | [`buffer`](Self::buffer) | 256 events, 1 MiB |
+/// | [`on_overflow`](Self::on_overflow) | [`Overflow::Wait`] (backpressure) |
+/// | [`max_frame_bytes`](Self::max_frame_bytes) | 64 KiB of ready events per body frame |
+/// | [`stall_timeout`](Self::stall_timeout) | none |
+/// | [`gap_event`](Self::gap_event) | none (gaps are counted and traced) |
+/// | [`on_error`](Self::on_error) | none (the stream ends after a source error) |
+///
+/// # Example
+///
+/// ```
+/// use std::{convert::Infallible, time::Duration};
+/// use http::Request;
+/// use tower::{ServiceBuilder, ServiceExt};
+/// use tower_sse::{BufferLimits, Event, Overflow, SseLayer, SseResponse};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let svc = ServiceBuilder::new()
+///     .layer(
+///         SseLayer::new()
+///             .heartbeat(Duration::from_secs(15))
+///             .buffer(BufferLimits::new(256, 1 << 20))
+///             .on_overflow(Overflow::DropOldest),
+///     )
+///     .service_fn(|_req: Request<String>| async {
+///         let events = tokio_stream::iter(1..=3)
+///             .map(|i| Event::new().data(i.to_string()))
+///             .map(Ok::<_, Infallible>);
+///         Ok::<_, Infallible>(SseResponse::<_>::new(events))
+///     });
+/// # use tokio_stream::StreamExt as _;
+///
+/// let res = svc.oneshot(Request::new(String::new())).await.unwrap();
+/// assert_eq!(res.headers()["content-type"], "text/event-stream");
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct SseLayer {
+    config: Config,
+}
+
+#[derive(Clone)]
+pub(crate) struct Config {
+    pub(crate) heartbeat: Option<Heartbeat>,
+    pub(crate) limits: BufferLimits,
+    pub(crate) overflow: Overflow,
+    pub(crate) max_frame_bytes: usize,
+    pub(crate) stall_timeout: Option<Duration>,
+    pub(crate) gap: Option<GapFn>,
+    pub(crate) on_error: Option<ErrorFn>,
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl Config {
+    /// Whether the stream needs a task that drains the source while the socket is full.
+    pub(crate) fn pumped(&self) -> bool {
+        self.overflow != Overflow::Wait || self.stall_timeout.is_some()
+    }
+
+    /// Logs a source error and returns the last event to send, if any.
+    pub(crate) fn source_error(&self, err: BoxError) -> Option<Event> {
+        self.shared.stats.source_error();
+        tracing::warn!(error = %err, "sse source failed; ending the stream");
+        self.on_error.as_ref().and_then(|f| f(&err))
+    }
+}
+
+impl Default for SseLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SseLayer {
+    /// A layer with the defaults listed [above](SseLayer).
+    pub fn new() -> Self {
+        Self {
+            config: Config {
+                heartbeat: Some(Heartbeat::new(Heartbeat::DEFAULT_INTERVAL)),
+                limits: BufferLimits::default(),
+                overflow: Overflow::Wait,
+                max_frame_bytes: 64 * 1024,
+                stall_timeout: None,
+                gap: None,
+                on_error: None,
+                shared: Arc::new(Shared::default()),
+            },
+        }
+    }
+
+    /// Sends a heartbeat after `heartbeat`'s interval of silence: a `Duration` (comment
+    /// heartbeat) or a [`Heartbeat`] (custom comment, or an event).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let layer = tower_sse::SseLayer::new().heartbeat(Duration::from_secs(30));
+    /// ```
+    pub fn heartbeat(mut self, heartbeat: impl Into<Heartbeat>) -> Self {
+        self.config.heartbeat = Some(heartbeat.into());
+        self
+    }
+
+    /// Turns heartbeats off.
+    ///
+    /// ```
+    /// let layer = tower_sse::SseLayer::new().no_heartbeat();
+    /// ```
+    pub fn no_heartbeat(mut self) -> Self {
+        self.config.heartbeat = None;
+        self
+    }
+
+    /// Caps what one connection buffers, in events and in bytes.
+    ///
+    /// ```
+    /// let layer = tower_sse::SseLayer::new().buffer(tower_sse::BufferLimits::new(64, 64 * 1024));
+    /// ```
+    pub fn buffer(mut self, limits: BufferLimits) -> Self {
+        self.config.limits = limits;
+        self
+    }
+
+    /// What to do when a slow client's buffer is full; see [`Overflow`].
+    ///
+    /// ```
+    /// let layer = tower_sse::SseLayer::new().on_overflow(tower_sse::Overflow::DropNewest);
+    /// ```
+    pub fn on_overflow(mut self, policy: Overflow) -> Self {
+        self.config.overflow = policy;
+        self
+    }
+
+    /// The most bytes of ready events coalesced into one body frame (hyper writes a
+    /// frame with as few system calls as it can). An event larger than this still goes
+    /// out, in a frame of its own. Default 64 KiB; never more than the buffer's byte cap.
+    ///
+    /// ```
+    /// let layer = tower_sse::SseLayer::new().max_frame_bytes(16 * 1024);
+    /// ```
+    pub fn max_frame_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_frame_bytes = bytes.max(1);
+        self
+    }
+
+    /// Ends the connection of a client that has accepted nothing (heartbeats included)
+    /// for `timeout` while it had something to receive, and drops its source and buffer.
+    ///
+    /// hyper polls the body only while the socket takes bytes, so the connection itself
+    /// closes when hyper next polls it; the source and the buffered events are freed
+    /// at once.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let layer = tower_sse::SseLayer::new().stall_timeout(Duration::from_secs(30));
+    /// ```
+    pub fn stall_timeout(mut self, timeout: Duration) -> Self {
+        self.config.stall_timeout = Some(timeout);
+        self
+    }
+
+    /// Sends `gap(n)` where `n` events were dropped, so the client can resync or
+    /// reconnect with `Last-Event-ID`.
+    ///
+    /// ```
+    /// use tower_sse::{Event, Overflow, SseLayer};
+    ///
+    /// let layer = SseLayer::new()
+    ///     .on_overflow(Overflow::DropOldest)
+    ///     .gap_event(|dropped| {
+    ///         Event::new()
+    ///             .event("gap")
+    ///             .expect("a constant name without line breaks")
+    ///             .data(dropped.to_string())
+    ///     });
+    /// ```
+    pub fn gap_event<F>(mut self, gap: F) -> Self
+    where
+        F: Fn(u64) -> Event + Send + Sync + 'static,
+    {
+        self.config.gap = Some(Arc::new(gap));
+        self
+    }
+
+    /// Maps an error from the source to a last event sent before the stream ends.
+    /// The error is logged through `tracing` either way.
+    ///
+    /// ```
+    /// use tower_sse::{Event, SseLayer};
+    ///
+    /// let layer = SseLayer::new().on_error(|err| Some(Event::new().comment(format!("error: {err}"))));
+    /// ```
+    pub fn on_error<F>(mut self, f: F) -> Self
+    where
+        F: Fn(&BoxError) -> Option<Event> + Send + Sync + 'static,
+    {
+        self.config.on_error = Some(Arc::new(f));
+        self
+    }
+
+    /// Counters shared by every stream of this layer (and of its clones).
+    ///
+    /// ```
+    /// let layer = tower_sse::SseLayer::new();
+    /// assert_eq!(layer.stats().open_streams(), 0);
+    /// ```
+    pub fn stats(&self) -> SseStats {
+        SseStats::new(self.config.shared.clone())
+    }
+
+    /// A handle that ends every open stream of this layer (and of its clones).
+    ///
+    /// ```
+    /// let layer = tower_sse::SseLayer::new();
+    /// let shutdown = layer.shutdown_handle();
+    /// shutdown.shutdown();
+    /// assert!(shutdown.is_shutdown());
+    /// ```
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle::new(self.config.shared.clone())
+    }
+}
+
+impl fmt::Debug for SseLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SseLayer")
+            .field("heartbeat", &self.config.heartbeat)
+            .field("limits", &self.config.limits)
+            .field("overflow", &self.config.overflow)
+            .field("max_frame_bytes", &self.config.max_frame_bytes)
+            .field("stall_timeout", &self.config.stall_timeout)
+            .field("gap_event", &self.config.gap.is_some())
+            .field("on_error", &self.config.on_error.is_some())
+            .finish()
+    }
+}
+
+impl<S> Layer<S> for SseLayer {
+    type Service = SseService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SseService::new(inner, Arc::new(self.config.clone()))
+    }
+}

@@ -1,0 +1,100 @@
+//! Server-Sent Events as a [`tower`](https://docs.rs/tower) layer.
+//!
+//! [`SseLayer`] wraps any tower service whose response is a stream of [`Event`]s and
+//! serves it as a correct `text/event-stream` response on hyper 1.x, axum, tonic or
+//! anything else built on `tower::Service` and `http-body` 1.x:
+//!
+//! - **headers**: `content-type: text/event-stream`, `cache-control: no-cache`,
+//!   `x-accel-buffering: no` (nginx), never a `content-length`;
+//! - **spec-exact encoding** ([`event`]): multi-line `data` split on `\n`, `\r\n` and
+//!   lone `\r`, a leading space kept, and a typed [`EventError`] (never a panic, never
+//!   a forged field) for a line break in an `id` or `event` name or a NUL in an `id`;
+//! - **heartbeats** ([`heartbeat`]) that cost a busy stream nothing per event;
+//! - **a bounded per-connection buffer** ([`buffer`]) with a policy for slow clients
+//!   ([`Overflow`]), counted drops and an optional gap event;
+//! - **batching**: every event that is ready goes into one body frame;
+//! - [`LastEventId`] handed to the inner service, [graceful shutdown](shutdown) of
+//!   open streams, one `tracing` span per stream and layer-wide [`SseStats`].
+//!
+//! # Quick start
+//!
+//! A complete hyper server streaming a counter (run it and
+//! `curl -N http://127.0.0.1:3000/`):
+//!
+//! ```no_run
+//! use std::{convert::Infallible, time::Duration};
+//!
+//! use http::Request;
+//! use hyper::body::Incoming;
+//! use hyper_util::{rt::{TokioExecutor, TokioIo}, server::conn::auto, service::TowerToHyperService};
+//! use tokio_stream::{wrappers::IntervalStream, StreamExt};
+//! use tower::ServiceBuilder;
+//! use tower_sse::{Event, SseLayer, SseResponse};
+//!
+//! async fn handler(_req: Request<Incoming>) -> Result<SseResponse<impl tokio_stream::Stream<Item = Result<Event, Infallible>>>, Infallible> {
+//!     let ticks = IntervalStream::new(tokio::time::interval(Duration::from_secs(1)))
+//!         .enumerate()
+//!         .map(|(i, _)| Ok(Event::new().data(format!("tick {i}"))));
+//!     Ok(SseResponse::new(ticks))
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> std::io::Result<()> {
+//!     let svc = ServiceBuilder::new()
+//!         .layer(SseLayer::new().heartbeat(Duration::from_secs(15)))
+//!         .service_fn(handler);
+//!     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//!     loop {
+//!         let (tcp, _) = listener.accept().await?;
+//!         let svc = TowerToHyperService::new(svc.clone());
+//!         tokio::spawn(async move {
+//!             let _ = auto::Builder::new(TokioExecutor::new())
+//!                 .serve_connection(TokioIo::new(tcp), svc)
+//!                 .await;
+//!         });
+//!     }
+//! }
+//! ```
+//!
+//! The inner service answers with an [`SseResponse`]: an event stream (any
+//! `Stream<Item = Result<T, E>>` with `T` an [`Event`] or [`EncodedEvent`]), an
+//! `http::Response` around one (to set the status or extra headers), or an ordinary
+//! response that is passed through untouched (a 401, a 404).
+//!
+//! # Feature flags
+//!
+//! | feature | enables |
+//! |---|---|
+//! | `json` | [`Event::json_data`] through `serde_json` |
+
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
+mod body;
+pub mod buffer;
+mod error;
+pub mod event;
+mod future;
+pub mod heartbeat;
+mod last_event_id;
+mod layer;
+mod response;
+mod service;
+pub mod shutdown;
+mod stats;
+
+pub use crate::{
+    body::SseBody,
+    buffer::{BufferLimits, Overflow},
+    error::{BoxError, Error},
+    event::{EncodedEvent, Encode, Event, EventError, EventErrorKind},
+    future::ResponseFuture,
+    heartbeat::Heartbeat,
+    last_event_id::{LastEventId, LAST_EVENT_ID},
+    layer::SseLayer,
+    response::SseResponse,
+    service::SseService,
+    shutdown::ShutdownHandle,
+    stats::SseStats,
+};

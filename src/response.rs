@@ -1,0 +1,79 @@
+use http::Response;
+use http_body::Body;
+use http_body_util::{combinators::UnsyncBoxBody, BodyExt};
+
+use bytes::Bytes;
+
+use crate::BoxError;
+
+/// What a service behind [`SseLayer`](crate::SseLayer) answers: an event stream to
+/// send as SSE, or an ordinary response passed through untouched.
+///
+/// The stream yields `Result<T, E>` where `T` is an [`Event`](crate::Event) or an
+/// [`EncodedEvent`](crate::EncodedEvent). An `Err` ends the stream cleanly (see
+/// [`SseLayer::on_error`](crate::SseLayer::on_error)).
+///
+/// ```
+/// use std::convert::Infallible;
+/// use http::{Response, StatusCode};
+/// use tower_sse::{Event, SseResponse};
+///
+/// let events = tokio_stream::iter([Ok::<_, Infallible>(Event::new().data("hi"))]);
+///
+/// // 200 with SSE headers.
+/// let ok = SseResponse::new(events.clone());
+///
+/// // Your own status and extra headers; the SSE headers are added.
+/// let custom = SseResponse::from_response(
+///     Response::builder().header("x-stream", "prices").body(events.clone()).unwrap(),
+/// );
+///
+/// // Not SSE at all: passed through as is.
+/// let not_found: SseResponse<_> = SseResponse::<tokio_stream::Iter<std::vec::IntoIter<Result<Event, Infallible>>>>::other(
+///     Response::builder().status(StatusCode::NOT_FOUND).body(String::from("no such topic")).unwrap(),
+/// );
+/// ```
+#[derive(Debug)]
+pub struct SseResponse<St> {
+    pub(crate) kind: Kind<St>,
+}
+
+#[derive(Debug)]
+pub(crate) enum Kind<St> {
+    Sse(Response<St>),
+    Other(Response<UnsyncBoxBody<Bytes, BoxError>>),
+}
+
+impl<St> SseResponse<St> {
+    /// A `200 OK` SSE response streaming `events`.
+    pub fn new(events: St) -> Self {
+        Self {
+            kind: Kind::Sse(Response::new(events)),
+        }
+    }
+
+    /// An SSE response with the status and headers of `response`. The layer sets
+    /// `content-type`, adds `cache-control: no-cache` and `x-accel-buffering: no` where
+    /// absent, and removes any `content-length`.
+    pub fn from_response(response: Response<St>) -> Self {
+        Self {
+            kind: Kind::Sse(response),
+        }
+    }
+
+    /// A response that is not SSE (an error page, a redirect): passed through as is.
+    pub fn other<B>(response: Response<B>) -> Self
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        Self {
+            kind: Kind::Other(response.map(|body| body.map_err(Into::into).boxed_unsync())),
+        }
+    }
+
+    /// Whether this is an SSE response (rather than one passed through).
+    pub fn is_sse(&self) -> bool {
+        matches!(self.kind, Kind::Sse(_))
+    }
+}

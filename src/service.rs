@@ -1,0 +1,96 @@
+use std::{
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use http::{Request, Response};
+use tower_service::Service;
+
+use crate::{layer::Config, LastEventId, ResponseFuture, SseBody, SseResponse};
+
+/// The service made by [`SseLayer`](crate::SseLayer): calls the inner service with the
+/// request (and its [`LastEventId`], if any, in the extensions) and turns its
+/// [`SseResponse`] into a `text/event-stream` response.
+///
+/// ```
+/// use std::convert::Infallible;
+/// use http::Request;
+/// use tower::{service_fn, Layer, ServiceExt};
+/// use tower_sse::{Event, LastEventId, SseLayer, SseResponse};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let svc = SseLayer::new().layer(service_fn(|req: Request<()>| async move {
+///     let after: u32 = req.extensions().get::<LastEventId>().and_then(|id| id.parse().ok()).unwrap_or(0);
+///     let events = tokio_stream::iter((after + 1..=3).map(|i| Ok::<_, Infallible>(Event::new().data(i.to_string()))));
+///     Ok::<_, Infallible>(SseResponse::new(events))
+/// }));
+/// let req = Request::builder().header("last-event-id", "2").body(()).unwrap();
+/// let res = svc.oneshot(req).await.unwrap();
+/// assert_eq!(res.status(), 200);
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct SseService<S> {
+    inner: S,
+    config: Arc<Config>,
+}
+
+impl<S> SseService<S> {
+    pub(crate) fn new(inner: S, config: Arc<Config>) -> Self {
+        Self { inner, config }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes `self`, returning the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for SseService<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SseService").field("inner", &self.inner).finish()
+    }
+}
+
+impl<S, ReqBody, St> Service<Request<ReqBody>> for SseService<S>
+where
+    S: Service<Request<ReqBody>, Response = SseResponse<St>>,
+    ResponseFuture<S::Future>: std::future::Future<Output = Result<Response<SseBody<St>>, S::Error>>,
+{
+    type Response = Response<SseBody<St>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let last_event_id = LastEventId::from_headers(req.headers());
+        let span = tracing::info_span!(
+            "sse",
+            path = %req.uri().path(),
+            last_event_id = last_event_id.as_ref().map(LastEventId::as_str),
+            events = tracing::field::Empty,
+            bytes = tracing::field::Empty,
+            heartbeats = tracing::field::Empty,
+            lifetime_ms = tracing::field::Empty,
+        );
+        if let Some(id) = last_event_id {
+            req.extensions_mut().insert(id);
+        }
+        ResponseFuture::new(self.inner.call(req), self.config.clone(), span)
+    }
+}
