@@ -165,6 +165,9 @@ impl Queue {
     }
 
     fn mark_gap_back(&mut self, n: u64) {
+        if n == 0 {
+            return;
+        }
         match self.entries.back_mut() {
             Some(Entry::Gap(m)) => *m += n,
             _ => self.entries.push_back(Entry::Gap(n)),
@@ -172,6 +175,9 @@ impl Queue {
     }
 
     fn mark_gap_front(&mut self, n: u64) {
+        if n == 0 {
+            return;
+        }
         match self.entries.front_mut() {
             Some(Entry::Gap(m)) => *m += n,
             _ => self.entries.push_front(Entry::Gap(n)),
@@ -192,6 +198,8 @@ impl Queue {
                     return Pushed::Dropped(1);
                 }
                 Overflow::DropOldest => {
+                    // Gaps already marked in front move forward with the new one.
+                    let mut carried = 0;
                     while !self.fits(len, limits) {
                         match self.entries.pop_front() {
                             Some(Entry::Event(old)) => {
@@ -199,16 +207,16 @@ impl Queue {
                                 self.bytes -= old.len();
                                 dropped += 1;
                             }
-                            Some(Entry::Gap(n)) => dropped += n,
+                            Some(Entry::Gap(n)) => carried += n,
                             None => break,
                         }
                     }
                     if !self.fits(len, limits) {
                         // Larger than the whole buffer: it is dropped too.
-                        self.mark_gap_front(dropped + 1);
+                        self.mark_gap_front(carried + dropped + 1);
                         return Pushed::Dropped(dropped + 1);
                     }
-                    self.mark_gap_front(dropped);
+                    self.mark_gap_front(carried + dropped);
                 }
                 Overflow::Disconnect => {
                     self.disconnect(Error::overflow());
@@ -358,7 +366,11 @@ where
                     let mut queue = conn.lock_queue();
                     if let Some(last) = last {
                         // The last event goes out even if the buffer is full.
-                        queue.push(last.into_bytes(), BufferLimits::new(usize::MAX, usize::MAX), Overflow::Wait);
+                        queue.push(
+                            last.into_bytes(),
+                            BufferLimits::new(usize::MAX, usize::MAX),
+                            Overflow::Wait,
+                        );
                     }
                     queue.state = QueueState::Ended;
                     drop(queue);
@@ -406,8 +418,14 @@ mod tests {
         let limits = BufferLimits::new(2, 1000);
         assert_eq!(q.push(ev(1), limits, Overflow::DropOldest), Pushed::Queued);
         assert_eq!(q.push(ev(2), limits, Overflow::DropOldest), Pushed::Queued);
-        assert_eq!(q.push(ev(3), limits, Overflow::DropOldest), Pushed::Dropped(1));
-        assert_eq!(q.push(ev(4), limits, Overflow::DropOldest), Pushed::Dropped(1));
+        assert_eq!(
+            q.push(ev(3), limits, Overflow::DropOldest),
+            Pushed::Dropped(1)
+        );
+        assert_eq!(
+            q.push(ev(4), limits, Overflow::DropOldest),
+            Pushed::Dropped(1)
+        );
         let mut want = b": gap 2\n\n".to_vec();
         want.extend([3; 10]);
         want.extend([4; 10]);
@@ -421,8 +439,14 @@ mod tests {
         let limits = BufferLimits::new(10, 25);
         assert_eq!(q.push(ev(1), limits, Overflow::DropNewest), Pushed::Queued);
         assert_eq!(q.push(ev(2), limits, Overflow::DropNewest), Pushed::Queued);
-        assert_eq!(q.push(ev(3), limits, Overflow::DropNewest), Pushed::Dropped(1));
-        assert_eq!(q.push(ev(4), limits, Overflow::DropNewest), Pushed::Dropped(1));
+        assert_eq!(
+            q.push(ev(3), limits, Overflow::DropNewest),
+            Pushed::Dropped(1)
+        );
+        assert_eq!(
+            q.push(ev(4), limits, Overflow::DropNewest),
+            Pushed::Dropped(1)
+        );
         let mut want = vec![1; 10];
         want.extend([2; 10]);
         want.extend(b": gap 2\n\n");
@@ -434,7 +458,10 @@ mod tests {
         let mut q = Queue::new();
         let limits = BufferLimits::new(1, 1000);
         assert_eq!(q.push(ev(1), limits, Overflow::Disconnect), Pushed::Queued);
-        assert_eq!(q.push(ev(2), limits, Overflow::Disconnect), Pushed::Disconnected);
+        assert_eq!(
+            q.push(ev(2), limits, Overflow::Disconnect),
+            Pushed::Disconnected
+        );
         assert_eq!(q.state, QueueState::Disconnected(Error::overflow()));
         assert!(q.is_empty());
     }

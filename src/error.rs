@@ -29,7 +29,9 @@ enum Kind {
 impl Error {
     /// The error of a client disconnected because its buffer was full.
     pub const fn overflow() -> Self {
-        Self { kind: Kind::Overflow }
+        Self {
+            kind: Kind::Overflow,
+        }
     }
 
     /// The error of a client disconnected because it accepted nothing for the stall timeout.

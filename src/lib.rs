@@ -88,7 +88,7 @@ pub use crate::{
     body::SseBody,
     buffer::{BufferLimits, Overflow},
     error::{BoxError, Error},
-    event::{EncodedEvent, Encode, Event, EventError, EventErrorKind},
+    event::{Encode, EncodedEvent, Event, EventError, EventErrorKind},
     future::ResponseFuture,
     heartbeat::Heartbeat,
     last_event_id::{LastEventId, LAST_EVENT_ID},

@@ -59,14 +59,17 @@ impl<S> SseService<S> {
 
 impl<S: std::fmt::Debug> std::fmt::Debug for SseService<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SseService").field("inner", &self.inner).finish()
+        f.debug_struct("SseService")
+            .field("inner", &self.inner)
+            .finish()
     }
 }
 
 impl<S, ReqBody, St> Service<Request<ReqBody>> for SseService<S>
 where
     S: Service<Request<ReqBody>, Response = SseResponse<St>>,
-    ResponseFuture<S::Future>: std::future::Future<Output = Result<Response<SseBody<St>>, S::Error>>,
+    ResponseFuture<S::Future>:
+        std::future::Future<Output = Result<Response<SseBody<St>>, S::Error>>,
 {
     type Response = Response<SseBody<St>>;
     type Error = S::Error;

@@ -31,8 +31,8 @@ use std::{borrow::Cow, fmt, time::Duration};
 
 use bytes::{Bytes, BytesMut};
 
-pub use self::error::{EventError, EventErrorKind};
 pub(crate) use self::encode::put_lines;
+pub use self::error::{EventError, EventErrorKind};
 
 /// Text stored in an event: a `&'static str` or a `String`, both without a copy.
 type Text = Cow<'static, str>;
