@@ -293,46 +293,91 @@ impl Queue {
 
 /// Drains `source` into the connection's queue until the source ends, the client is
 /// disconnected, or the task is aborted (the body was dropped).
-pub(crate) fn pump<St, T, E>(
-    source: St,
-    conn: Arc<Conn>,
-    config: Arc<Config>,
-) -> impl Future<Output = ()> + Send
+pub(crate) async fn pump<St, T, E>(source: St, conn: Arc<Conn>, config: Arc<Config>)
 where
     St: Stream<Item = Result<T, E>> + Send + 'static,
     T: Encode + Send + 'static,
     E: Into<BoxError> + 'static,
 {
-    async move {
-        let mut source = pin!(source);
-        let far = || Instant::now() + Duration::from_secs(86_400 * 365);
-        let mut watchdog = config
-            .stall_timeout
-            .map(|_| Box::pin(tokio::time::sleep_until(far())));
-        let heartbeat = config.heartbeat.as_ref().map(|hb| hb.interval());
-        poll_fn(|cx| loop {
-            let mut queue = conn.lock_queue();
-            if queue.state != QueueState::Open {
+    let mut source = pin!(source);
+    let far = || Instant::now() + Duration::from_secs(86_400 * 365);
+    let mut watchdog = config
+        .stall_timeout
+        .map(|_| Box::pin(tokio::time::sleep_until(far())));
+    let heartbeat = config.heartbeat.as_ref().map(|hb| hb.interval());
+    poll_fn(|cx| loop {
+        let mut queue = conn.lock_queue();
+        if queue.state != QueueState::Open {
+            return Poll::Ready(());
+        }
+        if let (Some(sleep), Some(timeout)) = (watchdog.as_mut(), config.stall_timeout) {
+            let deadline = queue.stall_deadline(timeout, heartbeat);
+            if deadline.is_some_and(|d| d <= Instant::now()) {
+                queue.disconnect(Error::stall());
+                drop(queue);
+                config.shared.stats.stalled();
+                tracing::debug!("sse client stalled; disconnecting");
+                conn.waker.wake();
                 return Poll::Ready(());
             }
-            if let (Some(sleep), Some(timeout)) = (watchdog.as_mut(), config.stall_timeout) {
-                let deadline = queue.stall_deadline(timeout, heartbeat);
-                if deadline.is_some_and(|d| d <= Instant::now()) {
-                    queue.disconnect(Error::stall());
-                    drop(queue);
-                    config.shared.stats.stalled();
-                    tracing::debug!("sse client stalled; disconnecting");
-                    conn.waker.wake();
-                    return Poll::Ready(());
-                }
-                let deadline = deadline.unwrap_or_else(far);
-                if sleep.deadline() != deadline {
-                    sleep.as_mut().reset(deadline);
+            let deadline = deadline.unwrap_or_else(far);
+            if sleep.deadline() != deadline {
+                sleep.as_mut().reset(deadline);
+            }
+        }
+        if config.overflow == Overflow::Wait && queue.is_full(config.limits) {
+            queue.pump_waker = Some(cx.waker().clone());
+            drop(queue);
+            if let Some(sleep) = watchdog.as_mut() {
+                if sleep.as_mut().poll(cx).is_ready() {
+                    continue;
                 }
             }
-            if config.overflow == Overflow::Wait && queue.is_full(config.limits) {
-                queue.pump_waker = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
+        drop(queue);
+        match source.as_mut().poll_next(cx) {
+            Poll::Ready(Some(Ok(item))) => {
+                let bytes = item.into_bytes();
+                let pushed = conn
+                    .lock_queue()
+                    .push(bytes, config.limits, config.overflow);
+                conn.waker.wake();
+                match pushed {
+                    Pushed::Queued => {}
+                    Pushed::Dropped(n) => {
+                        config.shared.stats.dropped(n);
+                        tracing::debug!(dropped = n, "sse buffer full; events dropped");
+                    }
+                    Pushed::Disconnected => {
+                        config.shared.stats.overflowed();
+                        tracing::debug!("sse buffer full; disconnecting the client");
+                        return Poll::Ready(());
+                    }
+                }
+            }
+            Poll::Ready(Some(Err(err))) => {
+                let last = config.source_error(err.into());
+                let mut queue = conn.lock_queue();
+                if let Some(last) = last {
+                    // The last event goes out even if the buffer is full.
+                    queue.push(
+                        last.into_bytes(),
+                        BufferLimits::new(usize::MAX, usize::MAX),
+                        Overflow::Wait,
+                    );
+                }
+                queue.state = QueueState::Ended;
                 drop(queue);
+                conn.waker.wake();
+                return Poll::Ready(());
+            }
+            Poll::Ready(None) => {
+                conn.lock_queue().state = QueueState::Ended;
+                conn.waker.wake();
+                return Poll::Ready(());
+            }
+            Poll::Pending => {
                 if let Some(sleep) = watchdog.as_mut() {
                     if sleep.as_mut().poll(cx).is_ready() {
                         continue;
@@ -340,60 +385,9 @@ where
                 }
                 return Poll::Pending;
             }
-            drop(queue);
-            match source.as_mut().poll_next(cx) {
-                Poll::Ready(Some(Ok(item))) => {
-                    let bytes = item.into_bytes();
-                    let pushed = conn
-                        .lock_queue()
-                        .push(bytes, config.limits, config.overflow);
-                    conn.waker.wake();
-                    match pushed {
-                        Pushed::Queued => {}
-                        Pushed::Dropped(n) => {
-                            config.shared.stats.dropped(n);
-                            tracing::debug!(dropped = n, "sse buffer full; events dropped");
-                        }
-                        Pushed::Disconnected => {
-                            config.shared.stats.overflowed();
-                            tracing::debug!("sse buffer full; disconnecting the client");
-                            return Poll::Ready(());
-                        }
-                    }
-                }
-                Poll::Ready(Some(Err(err))) => {
-                    let last = config.source_error(err.into());
-                    let mut queue = conn.lock_queue();
-                    if let Some(last) = last {
-                        // The last event goes out even if the buffer is full.
-                        queue.push(
-                            last.into_bytes(),
-                            BufferLimits::new(usize::MAX, usize::MAX),
-                            Overflow::Wait,
-                        );
-                    }
-                    queue.state = QueueState::Ended;
-                    drop(queue);
-                    conn.waker.wake();
-                    return Poll::Ready(());
-                }
-                Poll::Ready(None) => {
-                    conn.lock_queue().state = QueueState::Ended;
-                    conn.waker.wake();
-                    return Poll::Ready(());
-                }
-                Poll::Pending => {
-                    if let Some(sleep) = watchdog.as_mut() {
-                        if sleep.as_mut().poll(cx).is_ready() {
-                            continue;
-                        }
-                    }
-                    return Poll::Pending;
-                }
-            }
-        })
-        .await;
-    }
+        }
+    })
+    .await;
 }
 
 #[cfg(test)]

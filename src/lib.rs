@@ -32,9 +32,11 @@
 //! use tower_sse::{Event, SseLayer, SseResponse};
 //!
 //! async fn handler(_req: Request<Incoming>) -> Result<SseResponse<impl tokio_stream::Stream<Item = Result<Event, Infallible>>>, Infallible> {
-//!     let ticks = IntervalStream::new(tokio::time::interval(Duration::from_secs(1)))
-//!         .enumerate()
-//!         .map(|(i, _)| Ok(Event::new().data(format!("tick {i}"))));
+//!     let mut n = 0u64;
+//!     let ticks = IntervalStream::new(tokio::time::interval(Duration::from_secs(1))).map(move |_| {
+//!         n += 1;
+//!         Ok(Event::new().id(n.to_string()).expect("digits only").data(format!("tick {n}")))
+//!     });
 //!     Ok(SseResponse::new(ticks))
 //! }
 //!

@@ -16,23 +16,34 @@ use crate::BoxError;
 /// ```
 /// use std::convert::Infallible;
 /// use http::{Response, StatusCode};
+/// use tokio_stream::Stream;
 /// use tower_sse::{Event, SseResponse};
 ///
-/// let events = tokio_stream::iter([Ok::<_, Infallible>(Event::new().data("hi"))]);
+/// fn events() -> impl Stream<Item = Result<Event, Infallible>> {
+///     tokio_stream::iter([Ok(Event::new().data("hi"))])
+/// }
 ///
 /// // 200 with SSE headers.
-/// let ok = SseResponse::new(events.clone());
+/// let ok = SseResponse::new(events());
+/// assert!(ok.is_sse());
 ///
 /// // Your own status and extra headers; the SSE headers are added.
 /// let custom = SseResponse::from_response(
-///     Response::builder().header("x-stream", "prices").body(events.clone()).unwrap(),
+///     Response::builder().header("x-stream", "prices").body(events()).unwrap(),
 /// );
 ///
-/// // Not SSE at all: passed through as is.
-/// let not_found: SseResponse<_> = SseResponse::<tokio_stream::Iter<std::vec::IntoIter<Result<Event, Infallible>>>>::other(
-///     Response::builder().status(StatusCode::NOT_FOUND).body(String::from("no such topic")).unwrap(),
-/// );
-/// ```
+/// // Not SSE at all: passed through as is. Every branch of a handler returns the
+/// // same `SseResponse<St>` type.
+/// fn handler(authorized: bool) -> SseResponse<impl Stream<Item = Result<Event, Infallible>>> {
+///     if !authorized {
+///         return SseResponse::other(
+///             Response::builder().status(StatusCode::UNAUTHORIZED).body(String::new()).unwrap(),
+///         );
+///     }
+///     SseResponse::new(events())
+/// }
+/// assert!(!handler(false).is_sse());
+/// /// ```
 #[derive(Debug)]
 pub struct SseResponse<St> {
     pub(crate) kind: Kind<St>,
