@@ -100,3 +100,8 @@ pub use crate::{
     shutdown::ShutdownHandle,
     stats::SseStats,
 };
+
+/// The README's examples, compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
