@@ -112,7 +112,8 @@ pub(crate) enum QueueState {
 /// Per-connection state shared with the layer (for shutdown) and the pump task.
 pub(crate) struct Conn {
     pub(crate) waker: AtomicWaker,
-    queue: Option<Mutex<Queue>>,
+    /// Only pumped streams have a queue; boxed so that others stay small.
+    queue: Option<Box<Mutex<Queue>>>,
 }
 
 impl Conn {
@@ -203,7 +204,7 @@ where
             .and_then(Result::ok);
         let conn = Arc::new(Conn {
             waker: AtomicWaker::new(),
-            queue: runtime.as_ref().map(|_| Mutex::new(Queue::new())),
+            queue: runtime.as_ref().map(|_| Box::new(Mutex::new(Queue::new()))),
         });
         let key = config.shared.register(conn.clone());
         let (source, pump) = match runtime {
@@ -360,5 +361,29 @@ where
                 return Poll::Pending;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    /// What the layer keeps per idle stream in direct mode: the body (inline in
+    /// hyper's connection state), the shared `Conn` and the heartbeat `Sleep`.
+    #[test]
+    fn per_stream_state_stays_under_one_kib() {
+        type St = futures_core::stream::BoxStream<
+            'static,
+            Result<crate::Event, std::convert::Infallible>,
+        >;
+        let body = std::mem::size_of::<EventsBody<St>>();
+        let conn = std::mem::size_of::<Conn>() + 2 * std::mem::size_of::<usize>();
+        let sleep = std::mem::size_of::<tokio::time::Sleep>();
+        let slab_slot = std::mem::size_of::<Option<Arc<Conn>>>();
+        let total = body + conn + sleep + slab_slot;
+        assert!(
+            total < 1024,
+            "body {body} + conn {conn} + sleep {sleep} = {total}"
+        );
     }
 }
