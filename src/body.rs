@@ -162,8 +162,14 @@ impl Drop for Guard {
             pump.abort();
         }
         self.config.shared.unregister(self.key);
+        let dropped = if self.conn.queue.is_some() {
+            self.conn.lock_queue().dropped
+        } else {
+            0
+        };
         let span = &self.span;
         let lifetime = self.opened.elapsed();
+        span.record("dropped", dropped);
         span.record("events", self.stats.events);
         span.record("bytes", self.stats.bytes);
         span.record("heartbeats", self.stats.heartbeats);
@@ -173,6 +179,7 @@ impl Drop for Guard {
             events = self.stats.events,
             bytes = self.stats.bytes,
             heartbeats = self.stats.heartbeats,
+            dropped,
             lifetime_ms = lifetime.as_millis() as u64,
             "sse stream closed"
         );

@@ -139,6 +139,8 @@ pub(crate) struct Queue {
     /// non-empty, whichever is later: the stall clock.
     pub(crate) since: Instant,
     pub(crate) last_delivery: Instant,
+    /// Events this connection dropped so far.
+    pub(crate) dropped: u64,
     pump_waker: Option<Waker>,
 }
 
@@ -152,6 +154,7 @@ impl Queue {
             state: QueueState::Open,
             since: now,
             last_delivery: now,
+            dropped: 0,
             pump_waker: None,
         }
     }
@@ -186,6 +189,14 @@ impl Queue {
 
     /// Queues `bytes` under `policy`; never grows past `limits`.
     pub(crate) fn push(&mut self, bytes: Bytes, limits: BufferLimits, policy: Overflow) -> Pushed {
+        let pushed = self.push_inner(bytes, limits, policy);
+        if let Pushed::Dropped(n) = pushed {
+            self.dropped += n;
+        }
+        pushed
+    }
+
+    fn push_inner(&mut self, bytes: Bytes, limits: BufferLimits, policy: Overflow) -> Pushed {
         let len = bytes.len();
         let mut dropped = 0;
         if !self.fits(len, limits) {

@@ -89,6 +89,7 @@ where
             events = tracing::field::Empty,
             bytes = tracing::field::Empty,
             heartbeats = tracing::field::Empty,
+            dropped = tracing::field::Empty,
             lifetime_ms = tracing::field::Empty,
         );
         if let Some(id) = last_event_id {
