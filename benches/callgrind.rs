@@ -1,0 +1,135 @@
+//! Fixed workloads for instruction counting under `valgrind --tool=callgrind`
+//! (driven by `scripts/bench-callgrind.sh`). Instruction counts do not depend on how
+//! busy the machine is, so they repeat exactly where wall-clock times do not.
+//!
+//! ```text
+//! callgrind-<hash> <workload> <count>
+//! ```
+//!
+//! Run without a workload (as `cargo bench` and `cargo test --benches` do) it lists
+//! the workloads and exits.
+
+mod common;
+
+use std::hint::black_box;
+
+use common::{
+    axum_body, axum_event, frame_buffer, runtime, tower_body, tower_event, AxumFrames, DATA,
+    MULTILINE,
+};
+
+/// Workload names and what each does `count` times.
+const WORKLOADS: &[(&str, &str)] = &[
+    (
+        "tower_encode_to",
+        "tower-sse: build the typical event, encode_to a reused frame buffer",
+    ),
+    (
+        "tower_encode",
+        "tower-sse: build the typical event, Event::encode() to its own Bytes",
+    ),
+    (
+        "axum_build",
+        "axum: build the typical event (encodes all but the final \\n)",
+    ),
+    (
+        "axum_body_frame",
+        "axum: build the typical event and poll it out of a long-lived Sse body",
+    ),
+    (
+        "tower_encode_to_multiline",
+        "tower-sse: as tower_encode_to, data over four lines (\\n, \\r\\n, lone \\r)",
+    ),
+    (
+        "axum_body_frame_multiline",
+        "axum: as axum_body_frame, data over four lines (\\n, \\r\\n, lone \\r)",
+    ),
+    (
+        "tower_body_heartbeat",
+        "tower-sse: drain an SseLayer body of <count> 72-byte events, 15 s heartbeat",
+    ),
+    (
+        "tower_body_no_heartbeat",
+        "tower-sse: the same with no_heartbeat()",
+    ),
+    (
+        "axum_body_keep_alive",
+        "axum: drain an Sse body of <count> 72-byte events, KeepAlive 15 s",
+    ),
+    (
+        "axum_body_no_keep_alive",
+        "axum: the same without KeepAlive",
+    ),
+];
+
+fn run(workload: &str, count: usize) -> bool {
+    match workload {
+        "tower_encode_to" | "tower_encode_to_multiline" => {
+            let data = if workload == "tower_encode_to" {
+                DATA
+            } else {
+                MULTILINE
+            };
+            let mut buf = frame_buffer();
+            for _ in 0..count {
+                buf.clear();
+                tower_event(black_box(data)).encode_to(&mut buf);
+                black_box(&buf);
+            }
+        }
+        "tower_encode" => {
+            for _ in 0..count {
+                black_box(tower_event(black_box(DATA)).encode());
+            }
+        }
+        "axum_build" => {
+            for _ in 0..count {
+                let _ = black_box(axum_event(black_box(DATA)));
+            }
+        }
+        "axum_body_frame" | "axum_body_frame_multiline" => {
+            let data = if workload == "axum_body_frame" {
+                DATA
+            } else {
+                MULTILINE
+            };
+            let mut frames = AxumFrames::new(data);
+            for _ in 0..count {
+                black_box(frames.next());
+            }
+        }
+        "tower_body_heartbeat" | "tower_body_no_heartbeat" => {
+            let heartbeat = workload == "tower_body_heartbeat";
+            black_box(runtime().block_on(tower_body(count, heartbeat)));
+        }
+        "axum_body_keep_alive" | "axum_body_no_keep_alive" => {
+            let keep_alive = workload == "axum_body_keep_alive";
+            black_box(runtime().block_on(axum_body(count, keep_alive)));
+        }
+        _ => return false,
+    }
+    true
+}
+
+fn main() {
+    // cargo passes flags such as `--bench`; the workload and count are the rest.
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|arg| !arg.starts_with("--"))
+        .collect();
+    let (Some(workload), Some(count)) = (args.first(), args.get(1)) else {
+        eprintln!("usage: callgrind <workload> <count>\nworkloads:");
+        for (name, what) in WORKLOADS {
+            eprintln!("  {name:<26} {what}");
+        }
+        return;
+    };
+    let Ok(count) = count.parse::<usize>() else {
+        eprintln!("count must be a number, got {count:?}");
+        std::process::exit(2);
+    };
+    if !run(workload, count) {
+        eprintln!("unknown workload {workload:?}");
+        std::process::exit(2);
+    }
+}

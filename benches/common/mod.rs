@@ -1,0 +1,241 @@
+//! Workloads shared by the criterion benches (`benches/encode.rs`) and the
+//! instruction-count harness (`benches/callgrind.rs`), so that both measure exactly
+//! the same thing.
+//!
+//! Each side gets the same input: `&'static str` field values (tower-sse keeps them
+//! borrowed, axum copies them into its event buffer while building; that is how each
+//! library works, not an artefact of the bench). The `*_owned` variants hand both
+//! libraries freshly made `String`s instead.
+#![allow(dead_code)] // each bench target uses a subset
+
+use std::{
+    convert::Infallible,
+    pin::{pin, Pin},
+    task::{Context, Poll},
+};
+
+use axum::response::{
+    sse::{Event as AxumEvent, KeepAlive, Sse},
+    IntoResponse,
+};
+use bytes::{Bytes, BytesMut};
+use futures_util::{stream, task::noop_waker_ref, StreamExt as _};
+use http::Request;
+use http_body::Body as _;
+use http_body_util::BodyExt;
+use tower::{service_fn, Layer, ServiceExt};
+use tower_sse::{Event, SseLayer, SseResponse};
+
+/// `id` of the typical event.
+pub(crate) const ID: &str = "12345";
+/// `event` name of the typical event.
+pub(crate) const NAME: &str = "tick";
+/// 64 bytes of JSON-like data, no line break.
+pub(crate) const DATA: &str = r#"{"seq":12345,"pad":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}"#;
+/// 64 bytes over four lines, separated by `\n`, `\r\n` and a lone `\r`.
+pub(crate) const MULTILINE: &str =
+    "{\"seq\":12345,\n\"a\":\"one\",\r\n\"b\":\"two\",\r\"c\":\"xxxxxxxxxxxxxxxxxxxx\"}";
+/// Events in one body for the `body_frames` workloads.
+pub(crate) const BODY_EVENTS: usize = 10_000;
+/// Wire size of one body event (`data: <DATA>\n\n`).
+pub(crate) const BODY_EVENT_LEN: usize = 72;
+
+const _: () = assert!(DATA.len() == 64 && MULTILINE.len() == 64);
+const _: () = assert!(BODY_EVENT_LEN == "data: ".len() + DATA.len() + 2);
+
+/// The typical event, tower-sse.
+#[inline]
+pub(crate) fn tower_event(data: &'static str) -> Event {
+    Event::new()
+        .id(ID)
+        .and_then(|e| e.event(NAME))
+        .map(|e| e.data(data))
+        .unwrap_or_else(|err| panic!("constant fields are valid: {err}"))
+}
+
+/// The typical event with freshly made owned `id` and `data`, tower-sse (moved in).
+#[inline]
+pub(crate) fn tower_event_owned((id, data): (String, String)) -> Event {
+    Event::new()
+        .id(id)
+        .and_then(|e| e.event(NAME))
+        .map(|e| e.data(data))
+        .unwrap_or_else(|err| panic!("constant fields are valid: {err}"))
+}
+
+/// The typical event, axum. Building it writes every field into the event's buffer:
+/// all that is left to do is the final `\n` and `freeze` (axum's private `finalize`).
+#[inline]
+pub(crate) fn axum_event(data: &str) -> AxumEvent {
+    AxumEvent::default().id(ID).event(NAME).data(data)
+}
+
+/// The typical event from owned `id` and `data`, axum (borrowed and copied).
+#[inline]
+pub(crate) fn axum_event_owned(fields: &(String, String)) -> AxumEvent {
+    AxumEvent::default()
+        .id(&fields.0)
+        .event(NAME)
+        .data(&fields.1)
+}
+
+/// Fresh owned fields for the `*_owned` variants (made outside the timed code).
+pub(crate) fn owned_fields() -> (String, String) {
+    (ID.to_owned(), DATA.to_owned())
+}
+
+/// A frame buffer as the layer uses it: many events appended, then split off as one
+/// frame. The benches append one event and then clear, keeping the capacity.
+pub(crate) fn frame_buffer() -> BytesMut {
+    BytesMut::with_capacity(64 * 1024)
+}
+
+/// axum's public path from an `Event` to bytes: an `Sse` response whose body is
+/// polled for one frame per event. The response (headers, boxed body) is built once;
+/// each [`AxumFrames::next`] builds one event in the stream, finalizes it and returns
+/// the frame's bytes, which is the per-event work of a long-lived axum SSE stream.
+pub(crate) struct AxumFrames {
+    body: axum::body::Body,
+}
+
+impl AxumFrames {
+    pub(crate) fn new(data: &'static str) -> Self {
+        let events = stream::repeat_with(move || Ok::<_, Infallible>(axum_event(data)));
+        Self {
+            body: Sse::new(events).into_response().into_body(),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn next(&mut self) -> Bytes {
+        let mut cx = Context::from_waker(noop_waker_ref());
+        match Pin::new(&mut self.body).poll_frame(&mut cx) {
+            Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                Ok(bytes) => bytes,
+                Err(_) => panic!("axum sse frames are data frames"),
+            },
+            other => panic!("always-ready stream, got {other:?}"),
+        }
+    }
+}
+
+/// axum's one-shot path: a whole `Sse` response around a one-event stream, then its
+/// single body frame. Adds the response, header map and boxed body to every event.
+pub(crate) fn axum_oneshot_response(data: &'static str) -> Bytes {
+    let events = stream::once(std::future::ready(Ok::<_, Infallible>(axum_event(data))));
+    let mut body = Sse::new(events).into_response().into_body();
+    let mut cx = Context::from_waker(noop_waker_ref());
+    match Pin::new(&mut body).poll_frame(&mut cx) {
+        Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+            Ok(bytes) => bytes,
+            Err(_) => panic!("axum sse frames are data frames"),
+        },
+        other => panic!("always-ready stream, got {other:?}"),
+    }
+}
+
+/// What a drained body carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Drained {
+    pub(crate) frames: usize,
+    pub(crate) bytes: usize,
+}
+
+async fn drain<B>(body: B) -> Drained
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: std::fmt::Debug,
+{
+    let mut body = pin!(body);
+    let mut drained = Drained {
+        frames: 0,
+        bytes: 0,
+    };
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(frame) => {
+                if let Ok(data) = frame.into_data() {
+                    drained.frames += 1;
+                    drained.bytes += data.len();
+                }
+            }
+            Err(err) => panic!("body error: {err:?}"),
+        }
+    }
+    drained
+}
+
+/// tower-sse end to end: `SseLayer` around a `service_fn` answering with an
+/// always-ready stream of `n` 72-byte events, called with `oneshot`, body drained with
+/// `BodyExt::frame`. `heartbeat`: the default 15 s heartbeat, else `no_heartbeat()`.
+pub(crate) async fn tower_body(n: usize, heartbeat: bool) -> Drained {
+    let layer = if heartbeat {
+        SseLayer::new()
+    } else {
+        SseLayer::new().no_heartbeat()
+    };
+    let svc = layer.layer(service_fn(move |_req: Request<()>| async move {
+        let events = stream::repeat_with(|| Ok::<_, Infallible>(Event::new().data(DATA))).take(n);
+        Ok::<_, Infallible>(SseResponse::new(events))
+    }));
+    let response = match svc.oneshot(Request::new(())).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    };
+    drain(response.into_body()).await
+}
+
+/// axum end to end: `Sse` over the same always-ready stream of `n` 72-byte events,
+/// `into_response`, body drained with `BodyExt::frame`. `keep_alive`: with
+/// `KeepAlive::new()` (15 s), else none.
+pub(crate) async fn axum_body(n: usize, keep_alive: bool) -> Drained {
+    let events =
+        stream::repeat_with(|| Ok::<_, Infallible>(AxumEvent::default().data(DATA))).take(n);
+    let response = if keep_alive {
+        Sse::new(events)
+            .keep_alive(KeepAlive::new())
+            .into_response()
+    } else {
+        Sse::new(events).into_response()
+    };
+    drain(response.into_body()).await
+}
+
+/// The runtime the body workloads run on (tower-sse's heartbeat and axum's
+/// `KeepAlive` need tokio's timer).
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|err| panic!("tokio runtime: {err}"))
+}
+
+/// Checks, before anything is timed, that both libraries produce what the benches
+/// claim they produce.
+pub(crate) fn sanity_check() {
+    let tower = tower_event(DATA).encode().into_bytes();
+    let axum = AxumFrames::new(DATA).next();
+    assert_eq!(tower, axum, "typical event: same wire bytes");
+    assert_eq!(
+        &tower[..],
+        format!("id: {ID}\nevent: {NAME}\ndata: {DATA}\n\n").as_bytes()
+    );
+    let mut buf = frame_buffer();
+    tower_event(DATA).encode_to(&mut buf);
+    assert_eq!(&buf[..], &tower[..]);
+    assert_eq!(axum_oneshot_response(DATA), tower);
+    assert_eq!(
+        tower_event_owned(owned_fields()).encode().into_bytes(),
+        tower
+    );
+
+    let rt = runtime();
+    let want = BODY_EVENTS * BODY_EVENT_LEN;
+    for heartbeat in [true, false] {
+        let got = rt.block_on(tower_body(BODY_EVENTS, heartbeat));
+        assert_eq!(got.bytes, want, "tower-sse body, heartbeat {heartbeat}");
+        let got = rt.block_on(axum_body(BODY_EVENTS, heartbeat));
+        assert_eq!(got.bytes, want, "axum body, keep-alive {heartbeat}");
+        assert_eq!(got.frames, BODY_EVENTS, "axum: one frame per event");
+    }
+}

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Instruction counts per event for tower-sse and axum 0.8's SSE, under callgrind.
+#
+# Builds the `callgrind` bench target (benches/callgrind.rs, release profile) and runs
+# each workload twice under `valgrind --tool=callgrind`, with N and 2N events. The
+# difference divided by N is the marginal cost of one event: process start-up, the
+# runtime, the response and the body set-up cancel out, so the numbers are exact and
+# repeat on a busy machine.
+#
+#   scripts/bench-callgrind.sh              # the table
+#   scripts/bench-callgrind.sh --annotate   # also callgrind_annotate of each workload
+#
+# Output files go to target/callgrind/. Installs valgrind with apt-get if missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+annotate=0
+for arg in "$@"; do
+  case "$arg" in
+    --annotate) annotate=1 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    *) echo "unknown argument: $arg" >&2; exit 2 ;;
+  esac
+done
+
+if ! command -v valgrind >/dev/null 2>&1; then
+  echo "== installing valgrind (apt-get)" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq valgrind >/dev/null
+fi
+
+echo "== building benches/callgrind.rs (release)" >&2
+bin=$(cargo bench --bench callgrind --no-run --message-format=json 2>/dev/null \
+  | grep -o '"executable":"[^"]*callgrind[^"]*"' | tail -n 1 | cut -d'"' -f4)
+if [ -z "$bin" ] || [ ! -x "$bin" ]; then
+  echo "could not find the callgrind bench executable" >&2
+  exit 1
+fi
+
+out=target/callgrind
+mkdir -p "$out"
+
+# instructions <workload> <count>: total instructions (Ir) of one run.
+instructions() {
+  local file="$out/$1.$2.out"
+  valgrind --tool=callgrind --callgrind-out-file="$file" "$bin" "$1" "$2" 2>"$file.log"
+  awk '/^(summary|totals):/ { print $2; exit }' "$file"
+}
+
+declare -A per_event
+# measure <workload> <N>
+measure() {
+  local n=$2 one two
+  one=$(instructions "$1" "$n")
+  two=$(instructions "$1" $((2 * n)))
+  per_event[$1]=$(awk -v a="$one" -v b="$two" -v n="$n" 'BEGIN { printf "%.1f", (b - a) / n }')
+  printf '%-26s %12s Ir (N=%d) %12s Ir (2N) %10s Ir/event\n' "$1" "$one" "$n" "$two" "${per_event[$1]}"
+  if [ "$annotate" = 1 ]; then
+    callgrind_annotate --threshold=99 "$out/$1.$((2 * n)).out" >"$out/$1.annotate.txt" 2>/dev/null || true
+  fi
+}
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+
+echo "== encoder: N=100000 typical events (id, event, 64 bytes of data)"
+for w in tower_encode_to tower_encode axum_build axum_body_frame; do
+  measure "$w" 100000
+done
+echo "== encoder: N=100000 multi-line events (data split on \\n, \\r\\n, lone \\r)"
+for w in tower_encode_to_multiline axum_body_frame_multiline; do
+  measure "$w" 100000
+done
+echo "== body: N=10000 always-ready 72-byte events, drained with BodyExt::frame"
+for w in tower_body_heartbeat tower_body_no_heartbeat axum_body_keep_alive axum_body_no_keep_alive; do
+  measure "$w" 10000
+done
+
+cat <<TABLE
+
+| comparison | axum Ir/event | tower-sse Ir/event | axum / tower-sse |
+|---|---:|---:|---:|
+| typical event, axum Sse body frame vs tower-sse encode_to (reused buffer) | ${per_event[axum_body_frame]} | ${per_event[tower_encode_to]} | $(ratio "${per_event[axum_body_frame]}" "${per_event[tower_encode_to]}") |
+| typical event, axum Sse body frame vs tower-sse encode() (own Bytes) | ${per_event[axum_body_frame]} | ${per_event[tower_encode]} | $(ratio "${per_event[axum_body_frame]}" "${per_event[tower_encode]}") |
+| typical event, axum build only vs tower-sse encode_to (reused buffer) | ${per_event[axum_build]} | ${per_event[tower_encode_to]} | $(ratio "${per_event[axum_build]}" "${per_event[tower_encode_to]}") |
+| typical event, axum build only vs tower-sse encode() (own Bytes) | ${per_event[axum_build]} | ${per_event[tower_encode]} | $(ratio "${per_event[axum_build]}" "${per_event[tower_encode]}") |
+| multi-line event, axum Sse body frame vs tower-sse encode_to (reused buffer) | ${per_event[axum_body_frame_multiline]} | ${per_event[tower_encode_to_multiline]} | $(ratio "${per_event[axum_body_frame_multiline]}" "${per_event[tower_encode_to_multiline]}") |
+| body, axum KeepAlive 15 s vs tower-sse heartbeat 15 s | ${per_event[axum_body_keep_alive]} | ${per_event[tower_body_heartbeat]} | $(ratio "${per_event[axum_body_keep_alive]}" "${per_event[tower_body_heartbeat]}") |
+| body, axum no KeepAlive vs tower-sse no_heartbeat | ${per_event[axum_body_no_keep_alive]} | ${per_event[tower_body_no_heartbeat]} | $(ratio "${per_event[axum_body_no_keep_alive]}" "${per_event[tower_body_no_heartbeat]}") |
+TABLE
+if [ "$annotate" = 1 ]; then
+  echo
+  echo "annotations (2N runs): $out/<workload>.annotate.txt"
+fi
