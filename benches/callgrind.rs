@@ -14,8 +14,8 @@ mod common;
 use std::hint::black_box;
 
 use common::{
-    axum_body, axum_event, frame_buffer, runtime, tower_body, tower_event, AxumFrames, DATA,
-    MULTILINE,
+    axum_body, axum_event, axum_idle_keep_alive, frame_buffer, paused_runtime, runtime, tower_body,
+    tower_event, tower_idle_heartbeats, AxumFrames, DATA, MULTILINE,
 };
 
 /// Workload names and what each does `count` times.
@@ -59,6 +59,14 @@ const WORKLOADS: &[(&str, &str)] = &[
     (
         "axum_body_no_keep_alive",
         "axum: the same without KeepAlive",
+    ),
+    (
+        "tower_idle_heartbeats",
+        "tower-sse: <count> heartbeats from an idle body (paused clock)",
+    ),
+    (
+        "axum_idle_keep_alive",
+        "axum: <count> KeepAlive comments from an idle Sse body (paused clock)",
     ),
 ];
 
@@ -105,6 +113,12 @@ fn run(workload: &str, count: usize) -> bool {
         "axum_body_keep_alive" | "axum_body_no_keep_alive" => {
             let keep_alive = workload == "axum_body_keep_alive";
             black_box(runtime().block_on(axum_body(count, keep_alive)));
+        }
+        "tower_idle_heartbeats" => {
+            black_box(paused_runtime().block_on(tower_idle_heartbeats(count)));
+        }
+        "axum_idle_keep_alive" => {
+            black_box(paused_runtime().block_on(axum_idle_keep_alive(count)));
         }
         _ => return false,
     }

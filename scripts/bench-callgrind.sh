@@ -75,6 +75,10 @@ echo "== body: N=10000 always-ready 72-byte events, drained with BodyExt::frame"
 for w in tower_body_heartbeat tower_body_no_heartbeat axum_body_keep_alive axum_body_no_keep_alive; do
   measure "$w" 10000
 done
+echo "== idle: N=10000 heartbeats from a body whose source never yields (paused clock)"
+for w in tower_idle_heartbeats axum_idle_keep_alive; do
+  measure "$w" 10000
+done
 
 cat <<TABLE
 
@@ -87,6 +91,7 @@ cat <<TABLE
 | multi-line event, axum Sse body frame vs tower-sse encode_to (reused buffer) | ${per_event[axum_body_frame_multiline]} | ${per_event[tower_encode_to_multiline]} | $(ratio "${per_event[axum_body_frame_multiline]}" "${per_event[tower_encode_to_multiline]}") |
 | body, axum KeepAlive 15 s vs tower-sse heartbeat 15 s | ${per_event[axum_body_keep_alive]} | ${per_event[tower_body_heartbeat]} | $(ratio "${per_event[axum_body_keep_alive]}" "${per_event[tower_body_heartbeat]}") |
 | body, axum no KeepAlive vs tower-sse no_heartbeat | ${per_event[axum_body_no_keep_alive]} | ${per_event[tower_body_no_heartbeat]} | $(ratio "${per_event[axum_body_no_keep_alive]}" "${per_event[tower_body_no_heartbeat]}") |
+| idle, Ir per heartbeat: axum KeepAlive vs tower-sse heartbeat (body and timer only) | ${per_event[axum_idle_keep_alive]} | ${per_event[tower_idle_heartbeats]} | $(ratio "${per_event[axum_idle_keep_alive]}" "${per_event[tower_idle_heartbeats]}") |
 TABLE
 if [ "$annotate" = 1 ]; then
   echo

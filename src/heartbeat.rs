@@ -12,7 +12,8 @@
 //! write (one clock read per body frame, and a frame carries every event that was
 //! ready). When the timer fires, the body compares that time with the deadline: if
 //! something was written meanwhile, the timer is re-armed once for
-//! `last_write + interval`; otherwise the heartbeat goes out. A busy stream therefore
+//! `last_write + interval`; otherwise the heartbeat goes out. The idle path reads no
+//! clock at all: a timer that fired is at or past its deadline, which is the time used. A busy stream therefore
 //! pays one timer expiry per interval instead of one timer reset per event (axum's
 //! `KeepAlive` resets its `Sleep` on every event), and an idle stream pays one timer
 //! expiry and one write per interval. The heartbeat bytes are encoded once, when the
@@ -157,11 +158,14 @@ impl HeartbeatTimer {
     pub(crate) fn poll_due(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         loop {
             ready!(self.sleep.as_mut().poll(cx));
+            // The timer fired, so the clock is at or past its deadline: comparing with
+            // the deadline instead of reading the clock keeps the idle path free of
+            // clock reads, and the schedule free of drift.
+            let fired = self.sleep.deadline();
             let due = self.last_write + self.interval;
-            let now = Instant::now();
-            if due <= now {
-                self.last_write = now;
-                self.sleep.as_mut().reset(now + self.interval);
+            if due <= fired {
+                self.last_write = fired;
+                self.sleep.as_mut().reset(fired + self.interval);
                 return Poll::Ready(());
             }
             // Something was written since the timer was armed: re-arm once.

@@ -203,6 +203,64 @@ pub(crate) async fn axum_body(n: usize, keep_alive: bool) -> Drained {
 
 /// The runtime the body workloads run on (tower-sse's heartbeat and axum's
 /// `KeepAlive` need tokio's timer).
+/// Takes `n` heartbeats from an idle tower-sse body (the source never yields) on a
+/// paused clock: each `frame().await` auto-advances to the next heartbeat.
+pub(crate) async fn tower_idle_heartbeats(n: usize) -> Drained {
+    let svc = SseLayer::new().layer(service_fn(|_req: Request<()>| async {
+        Ok::<_, Infallible>(SseResponse::new(
+            stream::pending::<Result<Event, Infallible>>(),
+        ))
+    }));
+    let response = match svc.oneshot(Request::new(())).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    };
+    take_frames(response.into_body(), n).await
+}
+
+/// The same for axum's `Sse` with `KeepAlive::new()` (15 s).
+pub(crate) async fn axum_idle_keep_alive(n: usize) -> Drained {
+    let events = stream::pending::<Result<AxumEvent, Infallible>>();
+    let body = Sse::new(events)
+        .keep_alive(KeepAlive::new())
+        .into_response()
+        .into_body();
+    take_frames(body, n).await
+}
+
+async fn take_frames<B>(body: B, n: usize) -> Drained
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: std::fmt::Debug,
+{
+    let mut body = pin!(body);
+    let mut drained = Drained {
+        frames: 0,
+        bytes: 0,
+    };
+    while drained.frames < n {
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    drained.frames += 1;
+                    drained.bytes += data.len();
+                }
+            }
+            other => panic!("an idle body yields heartbeats forever, got {other:?}"),
+        }
+    }
+    drained
+}
+
+/// A current-thread runtime whose clock is paused (and auto-advances when idle).
+pub(crate) fn paused_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap_or_else(|err| panic!("tokio runtime: {err}"))
+}
+
 pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -237,5 +295,16 @@ pub(crate) fn sanity_check() {
         let got = rt.block_on(axum_body(BODY_EVENTS, heartbeat));
         assert_eq!(got.bytes, want, "axum body, keep-alive {heartbeat}");
         assert_eq!(got.frames, BODY_EVENTS, "axum: one frame per event");
+        let idle = paused_runtime();
+        assert_eq!(
+            idle.block_on(tower_idle_heartbeats(3)).bytes,
+            3 * 3,
+            "tower-sse: three 3-byte heartbeats"
+        );
+        assert_eq!(
+            idle.block_on(axum_idle_keep_alive(3)).bytes,
+            3 * 3,
+            "axum: three 3-byte comments"
+        );
     }
 }
