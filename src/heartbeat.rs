@@ -20,6 +20,11 @@
 //! layer is built, into a shared `Bytes`: sending one is a reference-count increment
 //! (none at all for the default, which is static).
 //!
+//! Measured with callgrind (BENCHMARKS.md): on an always-ready stream the heartbeat adds
+//! 0.2 instructions per event (axum's `KeepAlive`: 220, +12% of its events/s); on an
+//! idle stream one heartbeat costs 5,935 instructions including tokio's timer wheel,
+//! against 5,846 for axum's `KeepAlive` (within 1.5%).
+//!
 //! ```
 //! use std::time::Duration;
 //! use tower_sse::{Event, Heartbeat, SseLayer};
