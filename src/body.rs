@@ -18,7 +18,7 @@ use crate::{
     buffer::{pump, Queue},
     heartbeat::HeartbeatTimer,
     layer::Config,
-    BoxError, Encode, Error,
+    BoxError, Encode, Error, Heartbeat,
 };
 
 pin_project! {
@@ -203,7 +203,12 @@ where
     T: Encode + Send + 'static,
     E: Into<BoxError> + 'static,
 {
-    pub(crate) fn new(stream: St, config: Arc<Config>, span: Span) -> Self {
+    pub(crate) fn new(
+        stream: St,
+        config: Arc<Config>,
+        heartbeat: Option<&Heartbeat>,
+        span: Span,
+    ) -> Self {
         // Pumping needs a runtime to spawn on; without one, fall back to backpressure.
         let runtime = config
             .pumped()
@@ -216,7 +221,8 @@ where
         let key = config.shared.register(conn.clone());
         let (source, pump) = match runtime {
             Some(runtime) => {
-                let task = runtime.spawn(pump(stream, conn.clone(), config.clone()));
+                let interval = heartbeat.map(Heartbeat::interval);
+                let task = runtime.spawn(pump(stream, conn.clone(), config.clone(), interval));
                 (Source::Pumped, Some(task.abort_handle()))
             }
             None => {
@@ -229,10 +235,7 @@ where
         Self {
             source,
             frame: BytesMut::new(),
-            heartbeat: config
-                .heartbeat
-                .as_ref()
-                .map(|hb| HeartbeatTimer::new(hb.interval())),
+            heartbeat: heartbeat.map(HeartbeatTimer::new),
             done: false,
             guard: Guard {
                 config,
@@ -286,7 +289,9 @@ where
             let mut ended = false;
             match this.source.as_mut().project() {
                 SourceProj::Direct { mut stream } => {
-                    while events < max_events && frame.len() < max_bytes {
+                    // Nothing waits in a queue here: ready events go straight into the
+                    // frame hyper takes, so only its size is capped.
+                    while frame.len() < max_bytes {
                         match stream.as_mut().poll_next(cx) {
                             Poll::Ready(Some(Ok(item))) => {
                                 item.encode_to(frame);
@@ -332,7 +337,8 @@ where
             }
 
             if !frame.is_empty() {
-                let full = events >= max_events || frame.len() >= max_bytes;
+                let full =
+                    frame.len() >= max_bytes || (guard.pump.is_some() && events >= max_events);
                 let bytes = frame.split().freeze();
                 if !full {
                     // A quiet stream does not keep spare frame capacity alive.
@@ -351,9 +357,9 @@ where
                 return Poll::Ready(None);
             }
 
-            if let (Some(timer), Some(hb)) = (this.heartbeat.as_mut(), config.heartbeat.as_ref()) {
+            if let Some(timer) = this.heartbeat.as_mut() {
                 if timer.poll_due(cx).is_ready() {
-                    let bytes = hb.bytes().clone();
+                    let bytes = timer.bytes().clone();
                     if guard.pump.is_some() {
                         guard.conn.lock_queue().last_delivery = timer.last_write();
                     }

@@ -13,7 +13,8 @@
 //!
 //! The buffer is bounded both in events and in bytes ([`BufferLimits`]). With
 //! `Wait` and no stall timeout, the body polls the source itself and encodes straight
-//! into the outgoing frame: there is no queue and no extra task. The other policies
+//! into the outgoing frame: there is no queue and no extra task, and what the stream
+//! holds is one frame of at most `min(max_frame_bytes, limits.bytes())` bytes. The other policies
 //! (and [`SseLayer::stall_timeout`](crate::SseLayer::stall_timeout)) need the source
 //! to be drained while the socket is full, so the stream gets a small task that moves
 //! encoded events into the bounded queue; it is aborted, and the source dropped, as
@@ -304,8 +305,12 @@ impl Queue {
 
 /// Drains `source` into the connection's queue until the source ends, the client is
 /// disconnected, or the task is aborted (the body was dropped).
-pub(crate) async fn pump<St, T, E>(source: St, conn: Arc<Conn>, config: Arc<Config>)
-where
+pub(crate) async fn pump<St, T, E>(
+    source: St,
+    conn: Arc<Conn>,
+    config: Arc<Config>,
+    heartbeat: Option<Duration>,
+) where
     St: Stream<Item = Result<T, E>> + Send + 'static,
     T: Encode + Send + 'static,
     E: Into<BoxError> + 'static,
@@ -315,7 +320,6 @@ where
     let mut watchdog = config
         .stall_timeout
         .map(|_| Box::pin(tokio::time::sleep_until(far())));
-    let heartbeat = config.heartbeat.as_ref().map(|hb| hb.interval());
     poll_fn(|cx| loop {
         let mut queue = conn.lock_queue();
         if queue.state != QueueState::Open {

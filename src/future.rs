@@ -53,13 +53,18 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let response = ready!(this.inner.poll(cx))?;
+        let heartbeat = response.heartbeat;
         Poll::Ready(Ok(match response.kind {
             Kind::Other(response) => response.map(SseBody::other),
             Kind::Sse(response) => {
                 let (mut parts, stream) = response.into_parts();
                 set_sse_headers(&mut parts.headers);
                 let span = this.span.take().unwrap_or_else(Span::none);
-                let body = EventsBody::new(stream, this.config.clone(), span);
+                let heartbeat = match &heartbeat {
+                    Some(chosen) => chosen.as_ref(),
+                    None => this.config.heartbeat.as_ref(),
+                };
+                let body = EventsBody::new(stream, this.config.clone(), heartbeat, span);
                 Response::from_parts(parts, SseBody::events(body))
             }
         }))

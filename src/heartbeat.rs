@@ -76,12 +76,23 @@ impl Heartbeat {
     /// The default heartbeat interval, 15 seconds.
     pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
 
+    /// The longest interval: longer ones are treated as this one (a year).
+    pub const MAX_INTERVAL: Duration = Duration::from_secs(365 * 24 * 3600);
+
     /// A heartbeat comment (`:\n\n`) every `interval`.
     ///
-    /// A zero interval is raised to one millisecond.
+    /// A zero interval is raised to one millisecond, and one longer than
+    /// [`MAX_INTERVAL`](Self::MAX_INTERVAL) lowered to it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_sse::Heartbeat;
+    ///
+    /// assert_eq!(Heartbeat::new(Duration::MAX).interval(), Heartbeat::MAX_INTERVAL);
+    /// ```
     pub fn new(interval: Duration) -> Self {
         Self {
-            interval: interval.max(Duration::from_millis(1)),
+            interval: interval.clamp(Duration::from_millis(1), Self::MAX_INTERVAL),
             bytes: Bytes::from_static(b":\n\n"),
         }
     }
@@ -135,16 +146,23 @@ pub(crate) struct HeartbeatTimer {
     sleep: Pin<Box<Sleep>>,
     interval: Duration,
     last_write: Instant,
+    bytes: Bytes,
 }
 
 impl HeartbeatTimer {
-    pub(crate) fn new(interval: Duration) -> Self {
+    pub(crate) fn new(heartbeat: &Heartbeat) -> Self {
         let now = Instant::now();
         Self {
-            sleep: Box::pin(tokio::time::sleep_until(now + interval)),
-            interval,
+            sleep: Box::pin(tokio::time::sleep_until(now + heartbeat.interval)),
+            interval: heartbeat.interval,
             last_write: now,
+            bytes: heartbeat.bytes.clone(),
         }
+    }
+
+    /// The bytes of one heartbeat.
+    pub(crate) fn bytes(&self) -> &Bytes {
+        &self.bytes
     }
 
     /// Records that bytes were written now. Does not touch the timer.

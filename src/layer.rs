@@ -178,7 +178,7 @@ impl SseLayer {
     /// let layer = tower_sse::SseLayer::new().stall_timeout(Duration::from_secs(30));
     /// ```
     pub fn stall_timeout(mut self, timeout: Duration) -> Self {
-        self.config.stall_timeout = Some(timeout);
+        self.config.stall_timeout = Some(timeout.min(Heartbeat::MAX_INTERVAL));
         self
     }
 

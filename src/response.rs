@@ -4,7 +4,7 @@ use http_body_util::{combinators::UnsyncBoxBody, BodyExt};
 
 use bytes::Bytes;
 
-use crate::BoxError;
+use crate::{BoxError, Heartbeat};
 
 /// What a service behind [`SseLayer`](crate::SseLayer) answers: an event stream to
 /// send as SSE, or an ordinary response passed through untouched.
@@ -47,6 +47,8 @@ use crate::BoxError;
 #[derive(Debug)]
 pub struct SseResponse<St> {
     pub(crate) kind: Kind<St>,
+    /// `Some` overrides the layer's heartbeat for this response.
+    pub(crate) heartbeat: Option<Option<Heartbeat>>,
 }
 
 #[derive(Debug)]
@@ -58,9 +60,7 @@ pub(crate) enum Kind<St> {
 impl<St> SseResponse<St> {
     /// A `200 OK` SSE response streaming `events`.
     pub fn new(events: St) -> Self {
-        Self {
-            kind: Kind::Sse(Response::new(events)),
-        }
+        Self::from_response(Response::new(events))
     }
 
     /// An SSE response with the status and headers of `response`. The layer sets
@@ -69,6 +69,7 @@ impl<St> SseResponse<St> {
     pub fn from_response(response: Response<St>) -> Self {
         Self {
             kind: Kind::Sse(response),
+            heartbeat: None,
         }
     }
 
@@ -80,7 +81,36 @@ impl<St> SseResponse<St> {
     {
         Self {
             kind: Kind::Other(response.map(|body| body.map_err(Into::into).boxed_unsync())),
+            heartbeat: None,
         }
+    }
+
+    /// Uses `heartbeat` for this response instead of the layer's.
+    ///
+    /// ```
+    /// use std::{convert::Infallible, time::Duration};
+    /// use tower_sse::{Event, SseResponse};
+    ///
+    /// let events = tokio_stream::pending::<Result<Event, Infallible>>();
+    /// let res = SseResponse::new(events).heartbeat(Duration::from_millis(200));
+    /// ```
+    pub fn heartbeat(mut self, heartbeat: impl Into<Heartbeat>) -> Self {
+        self.heartbeat = Some(Some(heartbeat.into()));
+        self
+    }
+
+    /// Sends no heartbeats on this response, whatever the layer's setting.
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use tower_sse::{Event, SseResponse};
+    ///
+    /// let events = tokio_stream::pending::<Result<Event, Infallible>>();
+    /// let res = SseResponse::new(events).no_heartbeat();
+    /// ```
+    pub fn no_heartbeat(mut self) -> Self {
+        self.heartbeat = Some(None);
+        self
     }
 
     /// Whether this is an SSE response (rather than one passed through).
