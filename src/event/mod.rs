@@ -360,13 +360,44 @@ impl fmt::Debug for EncodedEvent {
     }
 }
 
+/// Either an [`Event`] or an [`EncodedEvent`], for a stream that yields both (for
+/// instance events made per connection mixed with events encoded once for everybody).
+///
+/// ```
+/// use tower_sse::{Event, Message};
+///
+/// let shared = Event::new().data("for everyone").encode();
+/// let items: Vec<Message> = vec![Event::new().data("just for you").into(), shared.into()];
+/// # let _ = items;
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// Fields, encoded when sent.
+    Event(Event),
+    /// Bytes encoded before.
+    Encoded(EncodedEvent),
+}
+
+impl From<Event> for Message {
+    fn from(event: Event) -> Self {
+        Self::Event(event)
+    }
+}
+
+impl From<EncodedEvent> for Message {
+    fn from(event: EncodedEvent) -> Self {
+        Self::Encoded(event)
+    }
+}
+
 mod sealed {
     pub trait Sealed {}
     impl Sealed for super::Event {}
     impl Sealed for super::EncodedEvent {}
+    impl Sealed for super::Message {}
 }
 
-/// What a source stream may yield: an [`Event`] or an [`EncodedEvent`].
+/// What a source stream may yield: an [`Event`], an [`EncodedEvent`] or a [`Message`].
 ///
 /// Sealed: only tower-sse's own event types implement it, so everything the layer
 /// writes is a well-formed event block.
@@ -384,6 +415,22 @@ impl Encode for Event {
     }
     fn into_bytes(self) -> Bytes {
         self.encode().0
+    }
+}
+
+impl Encode for Message {
+    #[inline]
+    fn encode_to(&self, buf: &mut BytesMut) {
+        match self {
+            Self::Event(event) => event.encode_to(buf),
+            Self::Encoded(encoded) => Encode::encode_to(encoded, buf),
+        }
+    }
+    fn into_bytes(self) -> Bytes {
+        match self {
+            Self::Event(event) => Encode::into_bytes(event),
+            Self::Encoded(encoded) => encoded.0,
+        }
     }
 }
 
