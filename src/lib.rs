@@ -90,7 +90,7 @@ pub use crate::{
     body::SseBody,
     buffer::{BufferLimits, Overflow},
     error::{BoxError, Error},
-    event::{Encode, EncodedEvent, Event, EventError, EventErrorKind},
+    event::{Encode, EncodedEvent, Event, EventError, EventErrorKind, Message},
     future::ResponseFuture,
     heartbeat::Heartbeat,
     last_event_id::{LastEventId, LAST_EVENT_ID},
