@@ -18,10 +18,13 @@
 //! | `GET /retry` | `retry: 1500` and `data: ok` |
 //! | `GET /slow?count=N` | N events of 1 KiB (default 1000), as fast as the client reads |
 //! | `GET /health` | `200 ok`, not SSE |
-//! | `GET /stream?hb_ms=H` | endless 72-byte events, as fast as the client reads |
-//! | `GET /idle?hb_ms=H` | no events, a heartbeat every H ms (default 1000) |
+//! | `GET /stream?hb_ms=H` | endless 72-byte events, as fast as the client reads; `hb_ms=0`: no heartbeat |
+//! | `GET /idle?hb_ms=H` | no events, a heartbeat every H ms (default 1000; `0`: none) |
 //! | `GET /fanout` | the shared topic: `{"seq":N,"ts_ns":T}` every `FANOUT_MS` ms, and `/publish` |
 //! | `POST /publish` | publishes the UTF-8 body (at most 1 MiB) to `/fanout`, 204 |
+//!
+//! Every other SSE endpoint sends a heartbeat after 15 s of silence (the layer's
+//! default). Bad query parameters get a 400, unknown paths a 404.
 //!
 //! Environment: `HOST` (default `127.0.0.1`), `PORT` (default 3000, `0` picks a free
 //! port; the `listening on …` line shows the actual one), `FANOUT_MS` (default 100).
@@ -29,27 +32,26 @@
 //!
 //! # Structure
 //!
-//! One tower service, [`route`], answers every request except `/fanout` (whose events
-//! are encoded once and shared, so its stream has another item type). The heartbeat
-//! interval is a setting of the layer, and endpoints differ in it, so `route` is wrapped
-//! in one [`SseLayer`] per interval; the wrapped services are made once and cached
-//! ([`Services`]). Every layer is a clone of one base layer, so they all share its
-//! statistics and its one [`ShutdownHandle`].
+//! One [`SseLayer`] wraps one `service_fn`, [`route`]. Every SSE answer streams an
+//! [`Events`], and an endpoint whose heartbeat differs from the layer's sets its own
+//! with [`SseResponse::heartbeat`] or [`SseResponse::no_heartbeat`]. `/fanout` events
+//! are encoded once by the publisher and shared by every subscriber
+//! ([`Message::Encoded`]); the other endpoints' events are encoded by the layer as they
+//! are sent ([`Message::Event`]).
 
 use std::{
-    collections::HashMap,
     convert::Infallible,
-    error::Error as StdError,
     io::{self, Write as _},
+    ops::RangeInclusive,
     pin::Pin,
-    sync::{Arc, Mutex, OnceLock, PoisonError},
+    sync::OnceLock,
     task::{ready, Context, Poll},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt as _, Either, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
@@ -67,31 +69,19 @@ use tokio_stream::{
 };
 use tower::{Layer as _, ServiceExt as _};
 use tower_sse::{
-    BufferLimits, EncodedEvent, Event, LastEventId, Overflow, ShutdownHandle, SseLayer,
-    SseResponse, SseService,
+    BoxError, BufferLimits, EncodedEvent, Event, LastEventId, Message, Overflow, SseLayer,
+    SseResponse,
 };
 
 const DEFAULT_PORT: u16 = 3000;
 /// Pending connections the kernel queues for `accept` (load generators open thousands).
 const BACKLOG: u32 = 4096;
-
-/// Heartbeat intervals, in milliseconds.
-const DEFAULT_HEARTBEAT_MS: u64 = 15_000;
-const HEARTBEAT_ENDPOINT_MS: u64 = 200;
-const STREAM_HEARTBEAT_MS: u64 = 15_000;
-const IDLE_HEARTBEAT_MS: u64 = 1_000;
-/// The longest interval a query may ask for: one day.
+/// The longest interval a query or `FANOUT_MS` may ask for: one day.
 const MAX_MS: u64 = 86_400_000;
-/// Distinct heartbeat intervals whose services are cached; others are built per request.
-const MAX_CACHED_INTERVALS: usize = 64;
 
 const DEFAULT_EVENTS: u64 = 5;
 const DEFAULT_SLOW_EVENTS: u64 = 1_000;
 const SLOW_EVENT_BYTES: usize = 1024;
-/// The `/slow` connection's buffer. With `Overflow::Wait` the layer polls the source only
-/// when the socket takes bytes, so a slow reader holds at most one frame (these caps)
-/// in server memory and the source simply waits.
-const SLOW_BUFFER: BufferLimits = BufferLimits::new(64, 64 * 1024);
 
 /// `/stream` data is exactly this long: `data: ` + 64 + `\n\n` = 72 bytes on the wire.
 const STREAM_DATA_LEN: usize = 64;
@@ -114,19 +104,11 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 const PAGE: &str = include_str!("demo_page.html");
 
-type BoxError = Box<dyn StdError + Send + Sync>;
-
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let host = std::env::var("HOST").unwrap_or_else(|_| "127.0.0.1".to_owned());
-    let port = env_number("PORT", DEFAULT_PORT.into(), u16::MAX.into())?;
-    let port = u16::try_from(port)?;
+    let port = u16::try_from(env_number("PORT", DEFAULT_PORT.into(), u16::MAX.into())?)?;
     let fanout_ms = env_number("FANOUT_MS", DEFAULT_FANOUT_MS, MAX_MS)?.max(1);
-
-    // Every layer below is a clone of this one (with its own heartbeat or buffer), so
-    // they all share its stats and this one shutdown handle.
-    let base = SseLayer::new();
-    let shutdown: ShutdownHandle = base.shutdown_handle();
 
     let (topic, _) = broadcast::channel(FANOUT_CAPACITY);
     tokio::spawn(publish_ticks(
@@ -134,26 +116,15 @@ async fn main() -> Result<(), BoxError> {
         Duration::from_millis(fanout_ms),
     ));
 
-    let app = Arc::new(App {
-        topic: topic.clone(),
-    });
-    let router = tower::service_fn(move |req| route(app.clone(), req));
-    let fanout = base.layer(tower::service_fn(move |_req: Request<Incoming>| {
-        let events = Fanout(BroadcastStream::new(topic.subscribe()));
-        async move { Ok::<_, Infallible>(SseResponse::new(events)) }
-    }));
-    let services = Arc::new(Services::new(base, router, fanout));
-
-    // The whole server: pick the layered service for the request, call it.
-    let front = move |req: Request<Incoming>| {
-        let target = services.target(&req);
-        async move {
-            match target {
-                Target::Events(svc) => svc.oneshot(req).await.map(|res| res.map(Either::Left)),
-                Target::Fanout(svc) => svc.oneshot(req).await.map(|res| res.map(Either::Right)),
-            }
-        }
-    };
+    // The buffer is a setting of the layer, so it is the same for every endpoint; it is
+    // chosen for `/slow`. With `Overflow::Wait` the layer polls a source only when the
+    // socket takes bytes, so a slow reader holds at most one frame (at most these 64 KiB)
+    // in server memory and its source simply waits. The heartbeat is the default, 15 s.
+    let sse = SseLayer::new()
+        .buffer(BufferLimits::new(64, 64 * 1024))
+        .on_overflow(Overflow::Wait);
+    let shutdown = sse.shutdown_handle();
+    let app = sse.layer(tower::service_fn(move |req| route(topic.clone(), req)));
 
     let listener = bind(&host, port).await?;
     let mut sigterm = signal(SignalKind::terminate())?;
@@ -173,7 +144,8 @@ async fn main() -> Result<(), BoxError> {
                 Ok((tcp, _)) => {
                     // Events are small writes that should leave at once.
                     let _ = tcp.set_nodelay(true);
-                    let svc = hyper::service::service_fn(front.clone());
+                    let app = app.clone();
+                    let svc = hyper::service::service_fn(move |req| app.clone().oneshot(req));
                     let conn = http.serve_connection(TokioIo::new(tcp), svc).into_owned();
                     let conn = graceful.watch(conn);
                     tokio::spawn(async move {
@@ -238,194 +210,98 @@ async fn bind(host: &str, port: u16) -> io::Result<TcpListener> {
 }
 
 // ---------------------------------------------------------------------------------
-// Layers and routing
-// ---------------------------------------------------------------------------------
-
-/// A heartbeat setting, the key of the service cache.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Beat {
-    Off,
-    Every(u64),
-}
-
-impl Beat {
-    fn layer(self, base: &SseLayer) -> SseLayer {
-        match self {
-            Beat::Off => base.clone().no_heartbeat(),
-            Beat::Every(ms) => base.clone().heartbeat(Duration::from_millis(ms)),
-        }
-    }
-}
-
-/// `route` wrapped in one layer per heartbeat interval, `/slow`'s layer with its small
-/// buffer, and the `/fanout` service.
-struct Services<R, F> {
-    base: SseLayer,
-    router: R,
-    by_beat: Mutex<HashMap<Beat, SseService<R>>>,
-    slow: SseService<R>,
-    fanout: SseService<F>,
-}
-
-/// Where a request goes.
-enum Target<R, F> {
-    Events(SseService<R>),
-    Fanout(SseService<F>),
-}
-
-impl<R: Clone, F: Clone> Services<R, F> {
-    fn new(base: SseLayer, router: R, fanout: SseService<F>) -> Self {
-        let slow = base
-            .clone()
-            .buffer(SLOW_BUFFER)
-            .on_overflow(Overflow::Wait)
-            .layer(router.clone());
-        let services = Self {
-            base,
-            router,
-            by_beat: Mutex::new(HashMap::new()),
-            slow,
-            fanout,
-        };
-        for ms in [
-            DEFAULT_HEARTBEAT_MS,
-            HEARTBEAT_ENDPOINT_MS,
-            STREAM_HEARTBEAT_MS,
-            IDLE_HEARTBEAT_MS,
-        ] {
-            services.events(Beat::Every(ms));
-        }
-        services.events(Beat::Off);
-        services
-    }
-
-    /// The router behind a layer with heartbeat `beat`.
-    fn events(&self, beat: Beat) -> SseService<R> {
-        let mut cache = self.by_beat.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(svc) = cache.get(&beat) {
-            return svc.clone();
-        }
-        let svc = beat.layer(&self.base).layer(self.router.clone());
-        // A client choosing intervals must not grow the cache without bound.
-        if cache.len() < MAX_CACHED_INTERVALS {
-            cache.insert(beat, svc.clone());
-        }
-        svc
-    }
-
-    /// Picks the service for `req`. A bad parameter gets the default layer; `route`
-    /// then answers 400.
-    fn target(&self, req: &Request<Incoming>) -> Target<R, F> {
-        let default = Beat::Every(DEFAULT_HEARTBEAT_MS);
-        if req.method() != Method::GET {
-            return Target::Events(self.events(default));
-        }
-        let query = req.uri().query();
-        let beat = match req.uri().path() {
-            "/fanout" => return Target::Fanout(self.fanout.clone()),
-            "/slow" => return Target::Events(self.slow.clone()),
-            "/heartbeat" => heartbeat_param(query, "ms", HEARTBEAT_ENDPOINT_MS, false),
-            "/stream" => heartbeat_param(query, "hb_ms", STREAM_HEARTBEAT_MS, true),
-            "/idle" => heartbeat_param(query, "hb_ms", IDLE_HEARTBEAT_MS, true),
-            _ => Ok(default),
-        };
-        Target::Events(self.events(beat.unwrap_or(default)))
-    }
-}
-
-// ---------------------------------------------------------------------------------
 // The router
 // ---------------------------------------------------------------------------------
 
-/// State shared by the handlers.
-struct App {
-    /// The `/fanout` topic.
-    topic: broadcast::Sender<EncodedEvent>,
-}
+/// The `/fanout` topic: events encoded once, shared by every subscriber.
+type Topic = broadcast::Sender<EncodedEvent>;
 
 type Answer = SseResponse<Events>;
 
-/// Every endpoint but `/fanout`, by method and path.
-async fn route(app: Arc<App>, req: Request<Incoming>) -> Result<Answer, Infallible> {
-    if req.method() == Method::POST && req.uri().path() == "/publish" {
-        return Ok(publish(&app, req).await);
-    }
-    if req.method() != Method::GET {
-        return Ok(not_found());
-    }
+/// Every endpoint, by method and path.
+async fn route(topic: Topic, req: Request<Incoming>) -> Result<Answer, Infallible> {
+    Ok(match *req.method() {
+        Method::GET => get(&topic, &req).unwrap_or_else(BadParam::answer),
+        Method::POST if req.uri().path() == "/publish" => publish(&topic, req).await,
+        _ => not_found(),
+    })
+}
+
+/// The `GET` endpoints.
+fn get(topic: &Topic, req: &Request<Incoming>) -> Result<Answer, BadParam> {
     let query = req.uri().query();
     let answer = match req.uri().path() {
         "/" => text(StatusCode::OK, "text/html; charset=utf-8", PAGE),
         "/health" => text(StatusCode::OK, "text/plain; charset=utf-8", "ok\n"),
-        "/events" => ticks(query).unwrap_or_else(BadParam::answer),
+        "/events" => {
+            let count = param(query, "count", u64::MAX)?.unwrap_or(DEFAULT_EVENTS);
+            let pace = match param(query, "interval_ms", MAX_MS)?.unwrap_or(0) {
+                0 => None,
+                ms => {
+                    let mut pace = tokio::time::interval(Duration::from_millis(ms));
+                    pace.set_missed_tick_behavior(MissedTickBehavior::Delay);
+                    Some(pace)
+                }
+            };
+            SseResponse::new(Events::counted(1..=count, tick_event, pace))
+        }
         "/multiline" => SseResponse::new(Events::list(vec![
             Event::new().data("line one\nline two\nline three"),
             Event::new().data("a\r\nb\rc"),
         ])),
-        "/resume" => resume(req.extensions().get::<LastEventId>()),
-        "/heartbeat" => silent(heartbeat_param(query, "ms", HEARTBEAT_ENDPOINT_MS, false)),
+        "/resume" => {
+            // From the start when the client has no `Last-Event-ID` or not a number.
+            let after = req
+                .extensions()
+                .get::<LastEventId>()
+                .and_then(|id| id.as_str().trim().parse::<u64>().ok())
+                .unwrap_or(0);
+            let ids = after.saturating_add(1)..=10;
+            let resumed = |i| numbered(i).data(i.to_string());
+            SseResponse::new(Events::counted(ids, resumed, None))
+        }
+        "/heartbeat" => heartbeat(SseResponse::new(Events::Silent), query, "ms", 200, false)?,
         "/retry" => SseResponse::new(Events::list(vec![Event::new()
             .retry(Duration::from_millis(1500))
             .data("ok")])),
-        "/slow" => slow(query).unwrap_or_else(BadParam::answer),
-        "/stream" => match heartbeat_param(query, "hb_ms", STREAM_HEARTBEAT_MS, true) {
-            Ok(_) => SseResponse::new(Events::Seq(0)),
-            Err(bad) => bad.answer(),
-        },
-        "/idle" => silent(heartbeat_param(query, "hb_ms", IDLE_HEARTBEAT_MS, true)),
+        "/slow" => {
+            let count = param(query, "count", u64::MAX)?.unwrap_or(DEFAULT_SLOW_EVENTS);
+            let slow = |i| numbered(i).data(slow_data());
+            SseResponse::new(Events::counted(1..=count, slow, None))
+        }
+        "/stream" => {
+            let res = SseResponse::new(Events::Seq(0));
+            heartbeat(res, query, "hb_ms", 15_000, true)?
+        }
+        "/idle" => {
+            let res = SseResponse::new(Events::Silent);
+            heartbeat(res, query, "hb_ms", 1_000, true)?
+        }
+        "/fanout" => SseResponse::new(Events::Fanout(BroadcastStream::new(topic.subscribe()))),
         _ => not_found(),
     };
     Ok(answer)
 }
 
-/// `/events`: `count` tick events, `interval_ms` apart, the first at once.
-fn ticks(query: Option<&str>) -> Result<Answer, BadParam> {
-    let count = param(query, "count", u64::MAX)?.unwrap_or(DEFAULT_EVENTS);
-    let interval_ms = param(query, "interval_ms", MAX_MS)?.unwrap_or(0);
-    let interval = (interval_ms > 0).then(|| {
-        let mut interval = tokio::time::interval(Duration::from_millis(interval_ms));
-        interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        interval
-    });
-    Ok(SseResponse::new(Events::Ticks {
-        next: 1,
-        left: count,
-        interval,
-    }))
-}
-
-/// `/resume`: ids 1..=10, starting after the client's `Last-Event-ID` (from the start
-/// when it has none, or one that is not a number).
-fn resume(last: Option<&LastEventId>) -> Answer {
-    let after = last
-        .and_then(|id| id.as_str().trim().parse::<u64>().ok())
-        .unwrap_or(0);
-    let events = (after.saturating_add(1)..=10)
-        .map(|i| numbered(i).data(i.to_string()))
-        .collect();
-    SseResponse::new(Events::list(events))
-}
-
-/// `/slow`: `count` events of 1 KiB data each.
-fn slow(query: Option<&str>) -> Result<Answer, BadParam> {
-    let count = param(query, "count", u64::MAX)?.unwrap_or(DEFAULT_SLOW_EVENTS);
-    Ok(SseResponse::new(Events::Slow {
-        next: 1,
-        left: count,
-    }))
-}
-
-/// `/heartbeat` and `/idle`: no events; the layer sends the heartbeats.
-fn silent(beat: Result<Beat, BadParam>) -> Answer {
-    match beat {
-        Ok(_) => SseResponse::new(Events::Silent),
-        Err(bad) => bad.answer(),
+/// `res` with a heartbeat every `name=…` ms from the query (`default_ms` when absent).
+/// With `zero_is_off`, `0` turns heartbeats off; otherwise it is rejected.
+fn heartbeat(
+    res: Answer,
+    query: Option<&str>,
+    name: &'static str,
+    default_ms: u64,
+    zero_is_off: bool,
+) -> Result<Answer, BadParam> {
+    match param(query, name, MAX_MS)?.unwrap_or(default_ms) {
+        0 if zero_is_off => Ok(res.no_heartbeat()),
+        0 => Err(BadParam { name, max: MAX_MS }),
+        ms => Ok(res.heartbeat(Duration::from_millis(ms))),
     }
 }
 
 /// `POST /publish`: the body, if UTF-8 and at most 1 MiB, becomes one event's data on
 /// the `/fanout` topic.
-async fn publish(app: &App, req: Request<Incoming>) -> Answer {
+async fn publish(topic: &Topic, req: Request<Incoming>) -> Answer {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -442,24 +318,14 @@ async fn publish(app: &App, req: Request<Incoming>) -> Answer {
             discard(&mut body).await;
             return too_large();
         }
-        Err(_) => {
-            return text(
-                StatusCode::BAD_REQUEST,
-                "text/plain; charset=utf-8",
-                "could not read the request body\n",
-            )
-        }
+        Err(_) => return bad_request("could not read the request body\n"),
     };
     let Ok(data) = String::from_utf8(Vec::from(bytes)) else {
-        return text(
-            StatusCode::BAD_REQUEST,
-            "text/plain; charset=utf-8",
-            "the request body is not UTF-8\n",
-        );
+        return bad_request("the request body is not UTF-8\n");
     };
     // Encoded once here; every subscriber gets the same bytes. With no subscriber the
     // send fails, and there is nobody to tell.
-    let _ = app.topic.send(Event::new().data(data).encode());
+    let _ = topic.send(Event::new().data(data).encode());
     let mut res = Response::new(Full::new(Bytes::new()));
     *res.status_mut() = StatusCode::NO_CONTENT;
     SseResponse::other(res)
@@ -481,11 +347,16 @@ async fn discard(body: &mut Incoming) {
 }
 
 fn too_large() -> Answer {
+    let msg = "the request body is larger than 1 MiB\n";
     text(
         StatusCode::PAYLOAD_TOO_LARGE,
         "text/plain; charset=utf-8",
-        "the request body is larger than 1 MiB\n",
+        msg,
     )
+}
+
+fn bad_request(msg: impl Into<Bytes>) -> Answer {
+    text(StatusCode::BAD_REQUEST, "text/plain; charset=utf-8", msg)
 }
 
 fn not_found() -> Answer {
@@ -514,11 +385,9 @@ struct BadParam {
 impl BadParam {
     fn answer(self) -> Answer {
         let Self { name, max } = self;
-        text(
-            StatusCode::BAD_REQUEST,
-            "text/plain; charset=utf-8",
-            format!("query parameter `{name}`: expected a whole number from 0 to {max}\n"),
-        )
+        bad_request(format!(
+            "query parameter `{name}`: expected a whole number from 0 to {max}\n"
+        ))
     }
 }
 
@@ -539,92 +408,70 @@ fn param(query: Option<&str>, name: &'static str, max: u64) -> Result<Option<u64
     Ok(None)
 }
 
-/// A heartbeat interval in milliseconds from the query (`default_ms` when absent).
-/// With `zero_is_off`, `0` turns heartbeats off; otherwise it is rejected.
-fn heartbeat_param(
-    query: Option<&str>,
-    name: &'static str,
-    default_ms: u64,
-    zero_is_off: bool,
-) -> Result<Beat, BadParam> {
-    match param(query, name, MAX_MS)?.unwrap_or(default_ms) {
-        0 if zero_is_off => Ok(Beat::Off),
-        0 => Err(BadParam { name, max: MAX_MS }),
-        ms => Ok(Beat::Every(ms)),
-    }
-}
-
 // ---------------------------------------------------------------------------------
 // Event sources
 // ---------------------------------------------------------------------------------
 
-/// The event source of every endpoint behind `route`. A plain enum rather than a boxed
-/// stream: every variant is always ready (or paced by its own timer), so the layer
-/// fills whole frames from it without a virtual call or an allocation per poll.
+/// The event source of every SSE endpoint. A plain enum rather than a boxed stream:
+/// the layer polls it without a virtual call, and every variant but `Fanout` makes its
+/// events only when polled, so with `Overflow::Wait` nothing piles up for a slow reader.
 enum Events {
     /// A fixed list of events, then the end.
     List(std::vec::IntoIter<Event>),
-    /// `/events`: `left` more tick events from id `next`, paced by `interval` if set.
-    Ticks {
-        next: u64,
-        left: u64,
-        interval: Option<Interval>,
+    /// `make(id)` for each id in turn, paced by `pace` if set, then the end.
+    Counted {
+        ids: RangeInclusive<u64>,
+        make: fn(u64) -> Event,
+        pace: Option<Interval>,
     },
-    /// `/slow`: `left` more 1 KiB events from id `next`.
-    Slow { next: u64, left: u64 },
-    /// `/stream`: endless 72-byte events, numbered from this one.
+    /// `/stream`: endless 72-byte events, numbered from this one, always ready.
     Seq(u64),
     /// No events ever; the layer sends heartbeats and ends the stream at shutdown.
     Silent,
+    /// A `/fanout` subscription. The topic keeps the last [`FANOUT_CAPACITY`] events; a
+    /// subscriber further behind loses the oldest, gets a `: lagged N` comment where
+    /// they were, and carries on with the oldest event still there.
+    Fanout(BroadcastStream<EncodedEvent>),
 }
 
 impl Events {
     fn list(events: Vec<Event>) -> Self {
         Self::List(events.into_iter())
     }
+
+    fn counted(ids: RangeInclusive<u64>, make: fn(u64) -> Event, pace: Option<Interval>) -> Self {
+        Self::Counted { ids, make, pace }
+    }
 }
 
 impl Stream for Events {
-    type Item = Result<Event, Infallible>;
+    type Item = Result<Message, Infallible>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let event = match self.get_mut() {
-            Events::List(events) => events.next(),
-            Events::Ticks {
-                next,
-                left,
-                interval,
-            } => {
-                if *left == 0 {
-                    None
-                } else {
-                    if let Some(interval) = interval {
-                        ready!(interval.poll_tick(cx));
-                    }
-                    let i = *next;
-                    *next = i.wrapping_add(1);
-                    *left -= 1;
-                    Some(tick_event(i))
+        let message = match self.get_mut() {
+            Events::List(events) => events.next().map(Message::Event),
+            Events::Counted { ids, make, pace } => {
+                if let (false, Some(pace)) = (ids.is_empty(), pace) {
+                    ready!(pace.poll_tick(cx));
                 }
-            }
-            Events::Slow { next, left } => {
-                if *left == 0 {
-                    None
-                } else {
-                    let i = *next;
-                    *next = i.wrapping_add(1);
-                    *left -= 1;
-                    Some(numbered(i).data(slow_data()))
-                }
+                ids.next().map(|id| Message::Event(make(id)))
             }
             Events::Seq(seq) => {
                 let event = seq_event(*seq);
                 *seq = seq.wrapping_add(1);
-                Some(event)
+                Some(Message::Event(event))
             }
             Events::Silent => return Poll::Pending,
+            Events::Fanout(topic) => match ready!(Pin::new(topic).poll_next(cx)) {
+                // Sent as encoded by the publisher, not encoded again.
+                Some(Ok(shared)) => Some(Message::Encoded(shared)),
+                Some(Err(BroadcastStreamRecvError::Lagged(n))) => {
+                    Some(Message::Event(Event::new().comment(format!("lagged {n}"))))
+                }
+                None => None,
+            },
         };
-        Poll::Ready(event.map(Ok))
+        Poll::Ready(message.map(Ok))
     }
 }
 
@@ -673,29 +520,8 @@ fn seq_event(seq: u64) -> Event {
     Event::new().data(data)
 }
 
-/// A `/fanout` subscription. The topic keeps the last [`FANOUT_CAPACITY`] events; a
-/// subscriber further behind loses the oldest, gets a `: lagged N` comment where they
-/// were, and carries on with the oldest event still there.
-struct Fanout(BroadcastStream<EncodedEvent>);
-
-impl Stream for Fanout {
-    type Item = Result<EncodedEvent, Infallible>;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        Poll::Ready(
-            match ready!(Pin::new(&mut self.get_mut().0).poll_next(cx)) {
-                Some(Ok(event)) => Some(Ok(event)),
-                Some(Err(BroadcastStreamRecvError::Lagged(n))) => {
-                    Some(Ok(Event::new().comment(format!("lagged {n}")).encode()))
-                }
-                None => None,
-            },
-        )
-    }
-}
-
 /// Publishes `{"seq":N,"ts_ns":T}` to the topic every `every`, forever.
-async fn publish_ticks(topic: broadcast::Sender<EncodedEvent>, every: Duration) {
+async fn publish_ticks(topic: Topic, every: Duration) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut seq: u64 = 0;
