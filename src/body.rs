@@ -18,6 +18,7 @@ use crate::{
     buffer::{pump, Queue},
     heartbeat::HeartbeatTimer,
     layer::Config,
+    response::Slot,
     BoxError, Encode, Error, Heartbeat,
 };
 
@@ -39,6 +40,9 @@ pin_project! {
     enum BodyKind<St> {
         Events { #[pin] events: EventsBody<St> },
         Other { #[pin] body: UnsyncBoxBody<Bytes, BoxError> },
+        /// Made by `SseResponse::into_http`: the stream waits in the slot for a layer
+        /// or, on first poll, is served with the default settings.
+        Deferred { slot: Slot },
     }
 }
 
@@ -54,6 +58,12 @@ impl<St> SseBody<St> {
             kind: BodyKind::Other { body },
         }
     }
+
+    pub(crate) fn deferred(slot: Slot) -> Self {
+        Self {
+            kind: BodyKind::Deferred { slot },
+        }
+    }
 }
 
 impl<St> fmt::Debug for SseBody<St> {
@@ -61,15 +71,16 @@ impl<St> fmt::Debug for SseBody<St> {
         f.write_str(match self.kind {
             BodyKind::Events { .. } => "SseBody::Events",
             BodyKind::Other { .. } => "SseBody::Other",
+            BodyKind::Deferred { .. } => "SseBody::Deferred",
         })
     }
 }
 
 impl<St, T, E> Body for SseBody<St>
 where
-    St: Stream<Item = Result<T, E>>,
-    T: Encode,
-    E: Into<BoxError>,
+    St: Stream<Item = Result<T, E>> + Send + 'static,
+    T: Encode + Send + 'static,
+    E: Into<BoxError> + 'static,
 {
     type Data = Bytes;
     type Error = BoxError;
@@ -78,9 +89,30 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.project().kind.project() {
+        let mut kind = self.project().kind;
+        match kind.as_mut().project() {
             BodyKindProj::Events { events } => events.poll_frame(cx),
             BodyKindProj::Other { body } => body.poll_frame(cx),
+            BodyKindProj::Deferred { slot } => {
+                let Some((stream, heartbeat)) = slot.take() else {
+                    return Poll::Ready(None);
+                };
+                let config = crate::layer::default_config();
+                let heartbeat = match &heartbeat {
+                    Some(chosen) => chosen.as_ref(),
+                    None => config.heartbeat.as_ref(),
+                };
+                // The slot only ever holds a `BoxEventStream`, but this body is generic:
+                // serve it through a body of that type.
+                let events = EventsBody::new(stream, config.clone(), heartbeat, Span::none());
+                kind.set(BodyKind::Other {
+                    body: UnsyncBoxBody::new(SseBody::events(events)),
+                });
+                match kind.project() {
+                    BodyKindProj::Other { body } => body.poll_frame(cx),
+                    _ => Poll::Ready(None),
+                }
+            }
         }
     }
 
@@ -88,6 +120,7 @@ where
         match &self.kind {
             BodyKind::Events { events } => events.done,
             BodyKind::Other { body } => body.is_end_stream(),
+            BodyKind::Deferred { .. } => false,
         }
     }
 
@@ -95,6 +128,7 @@ where
         match &self.kind {
             BodyKind::Events { .. } => SizeHint::default(),
             BodyKind::Other { body } => body.size_hint(),
+            BodyKind::Deferred { .. } => SizeHint::default(),
         }
     }
 }
@@ -117,6 +151,11 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
+    /// Whether a task drains the source into a queue.
+    pub(crate) fn pumped(&self) -> bool {
+        self.queue.is_some()
+    }
+
     /// The queue of a pumped stream. Only called in pump mode.
     pub(crate) fn lock_queue(&self) -> MutexGuard<'_, Queue> {
         match &self.queue {
@@ -191,7 +230,11 @@ pin_project! {
         #[pin]
         source: Source<St>,
         frame: BytesMut,
+        // `frame` ends with one encoded event that goes out in the next frame.
+        carried: bool,
         heartbeat: Option<HeartbeatTimer>,
+        // Shutdown was seen: the source is stopped, what is encoded drains.
+        stopping: bool,
         done: bool,
         guard: Guard,
     }
@@ -235,7 +278,12 @@ where
         Self {
             source,
             frame: BytesMut::new(),
-            heartbeat: heartbeat.map(HeartbeatTimer::new),
+            carried: false,
+            // A timer needs a tokio runtime with time enabled; without one, no heartbeat.
+            heartbeat: heartbeat
+                .filter(|_| tokio::runtime::Handle::try_current().is_ok())
+                .map(HeartbeatTimer::new),
+            stopping: false,
             done: false,
             guard: Guard {
                 config,
@@ -267,25 +315,27 @@ where
             if *this.done {
                 return Poll::Ready(None);
             }
-            if config.shared.is_shutting_down() {
-                *this.done = true;
-                this.source.set(Source::Done);
+            if !*this.stopping && config.shared.is_shutting_down() {
+                // Stop the source; what is already encoded still goes out, then the
+                // shutdown's last event, then the end of the stream.
+                *this.stopping = true;
                 if let Some(pump) = guard.pump.take() {
                     pump.abort();
+                    let mut queue = guard.conn.lock_queue();
+                    if queue.state == QueueState::Open {
+                        queue.state = QueueState::Ended;
+                    }
+                } else if let SourceProj::Direct { .. } = this.source.as_mut().project() {
+                    this.source.set(Source::Done);
                 }
-                let Some(last) = config.shared.last_event() else {
-                    return Poll::Ready(None);
-                };
-                guard.stats.events += 1;
-                guard.stats.bytes += last.len() as u64;
-                config.shared.stats.sent(1, last.len() as u64);
-                return Poll::Ready(Some(Ok(Frame::data(last))));
             }
 
             let max_bytes = config.max_frame_bytes.min(config.limits.bytes());
             let max_events = config.limits.events();
             let frame = &mut *this.frame;
-            let mut events = 0;
+            // An event carried over from the last poll is already in `frame`.
+            let mut events = usize::from(std::mem::take(this.carried));
+            let mut split_at = usize::MAX;
             let mut ended = false;
             match this.source.as_mut().project() {
                 SourceProj::Direct { mut stream } => {
@@ -294,7 +344,14 @@ where
                     while frame.len() < max_bytes {
                         match stream.as_mut().poll_next(cx) {
                             Poll::Ready(Some(Ok(item))) => {
+                                let before = frame.len();
                                 item.encode_to(frame);
+                                if frame.len() > max_bytes && before > 0 {
+                                    // It would overflow this frame: it starts the next.
+                                    *this.carried = true;
+                                    split_at = before;
+                                    break;
+                                }
                                 events += 1;
                             }
                             Poll::Ready(Some(Err(err))) => {
@@ -337,9 +394,14 @@ where
             }
 
             if !frame.is_empty() {
-                let full =
-                    frame.len() >= max_bytes || (guard.pump.is_some() && events >= max_events);
-                let bytes = frame.split().freeze();
+                let full = *this.carried
+                    || frame.len() >= max_bytes
+                    || (guard.conn.pumped() && events >= max_events);
+                let bytes = if *this.carried {
+                    frame.split_to(split_at).freeze()
+                } else {
+                    frame.split().freeze()
+                };
                 if !full {
                     // A quiet stream does not keep spare frame capacity alive.
                     *frame = BytesMut::new();
@@ -354,13 +416,21 @@ where
             }
             if ended {
                 *this.done = true;
+                if *this.stopping {
+                    if let Some(last) = config.shared.last_event() {
+                        guard.stats.events += 1;
+                        guard.stats.bytes += last.len() as u64;
+                        config.shared.stats.sent(1, last.len() as u64);
+                        return Poll::Ready(Some(Ok(Frame::data(last))));
+                    }
+                }
                 return Poll::Ready(None);
             }
 
             if let Some(timer) = this.heartbeat.as_mut() {
                 if timer.poll_due(cx).is_ready() {
                     let bytes = timer.bytes().clone();
-                    if guard.pump.is_some() {
+                    if guard.conn.pumped() {
                         guard.conn.lock_queue().last_delivery = timer.last_write();
                     }
                     guard.stats.heartbeats += 1;
@@ -370,7 +440,7 @@ where
                 }
             }
             guard.conn.waker.register(cx.waker());
-            if !config.shared.is_shutting_down() {
+            if *this.stopping || !config.shared.is_shutting_down() {
                 return Poll::Pending;
             }
         }

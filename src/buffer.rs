@@ -269,6 +269,13 @@ impl Queue {
         let mut taken = 0;
         while taken < max_events && frame.len() < max_bytes {
             match self.entries.pop_front() {
+                Some(Entry::Event(bytes))
+                    if frame.len() + bytes.len() > max_bytes && !frame.is_empty() =>
+                {
+                    // It would overflow this frame: it starts the next.
+                    self.entries.push_front(Entry::Event(bytes));
+                    break;
+                }
                 Some(Entry::Event(bytes)) => {
                     self.events -= 1;
                     self.bytes -= bytes.len();
@@ -278,6 +285,7 @@ impl Queue {
                 Some(Entry::Gap(n)) => {
                     if let Some(gap) = gap {
                         gap(n).encode_to(frame);
+                        taken += 1;
                     }
                 }
                 None => break,
@@ -304,7 +312,8 @@ impl Queue {
 }
 
 /// Drains `source` into the connection's queue until the source ends, the client is
-/// disconnected, or the task is aborted (the body was dropped).
+/// disconnected, or the task is aborted (the body was dropped, or shutdown). With a
+/// stall timeout it keeps watching the client until the queue is delivered.
 pub(crate) async fn pump<St, T, E>(
     source: St,
     conn: Arc<Conn>,
@@ -315,84 +324,61 @@ pub(crate) async fn pump<St, T, E>(
     T: Encode + Send + 'static,
     E: Into<BoxError> + 'static,
 {
-    let mut source = pin!(source);
+    // An always-ready source would keep this task busy forever: hand the worker back
+    // after this many events, so other tasks run and an abort takes effect.
+    const EVENTS_PER_POLL: usize = 128;
+    let mut source = pin!(Some(source));
     let far = || Instant::now() + Duration::from_secs(86_400 * 365);
     let mut watchdog = config
         .stall_timeout
         .map(|_| Box::pin(tokio::time::sleep_until(far())));
-    poll_fn(|cx| loop {
-        let mut queue = conn.lock_queue();
-        if queue.state != QueueState::Open {
-            return Poll::Ready(());
-        }
-        if let (Some(sleep), Some(timeout)) = (watchdog.as_mut(), config.stall_timeout) {
-            let deadline = queue.stall_deadline(timeout, heartbeat);
-            if deadline.is_some_and(|d| d <= Instant::now()) {
-                queue.disconnect(Error::stall());
-                drop(queue);
-                config.shared.stats.stalled();
-                tracing::debug!("sse client stalled; disconnecting");
-                conn.waker.wake();
-                return Poll::Ready(());
+    let wait = config.overflow == Overflow::Wait;
+    // Under `Wait`, an event that does not fit waits here for room.
+    let mut held: Option<Bytes> = None;
+    poll_fn(|cx| {
+        let mut budget = EVENTS_PER_POLL;
+        loop {
+            let mut queue = conn.lock_queue();
+            match queue.state {
+                QueueState::Disconnected(_) => return Poll::Ready(()),
+                QueueState::Ended if queue.is_empty() || watchdog.is_none() => {
+                    return Poll::Ready(())
+                }
+                _ => {}
             }
-            let deadline = deadline.unwrap_or_else(far);
-            if sleep.deadline() != deadline {
-                sleep.as_mut().reset(deadline);
+            if let (Some(sleep), Some(timeout)) = (watchdog.as_mut(), config.stall_timeout) {
+                let deadline = queue.stall_deadline(timeout, heartbeat);
+                if deadline.is_some_and(|d| d <= Instant::now()) {
+                    queue.disconnect(Error::stall());
+                    drop(queue);
+                    config.shared.stats.stalled();
+                    tracing::debug!("sse client stalled; disconnecting");
+                    conn.waker.wake();
+                    return Poll::Ready(());
+                }
+                let deadline = deadline.unwrap_or_else(far);
+                if sleep.deadline() != deadline {
+                    sleep.as_mut().reset(deadline);
+                }
             }
-        }
-        if config.overflow == Overflow::Wait && queue.is_full(config.limits) {
-            queue.pump_waker = Some(cx.waker().clone());
-            drop(queue);
-            if let Some(sleep) = watchdog.as_mut() {
-                if sleep.as_mut().poll(cx).is_ready() {
+            let blocked = if queue.state == QueueState::Ended {
+                // Only watching the client now.
+                true
+            } else if let Some(bytes) = held.take() {
+                if queue.is_empty() || queue.fits(bytes.len(), config.limits) {
+                    queue.push(bytes, config.limits, Overflow::Wait);
+                    drop(queue);
+                    conn.waker.wake();
                     continue;
                 }
-            }
-            return Poll::Pending;
-        }
-        drop(queue);
-        match source.as_mut().poll_next(cx) {
-            Poll::Ready(Some(Ok(item))) => {
-                let bytes = item.into_bytes();
-                let pushed = conn
-                    .lock_queue()
-                    .push(bytes, config.limits, config.overflow);
-                conn.waker.wake();
-                match pushed {
-                    Pushed::Queued => {}
-                    Pushed::Dropped(n) => {
-                        config.shared.stats.dropped(n);
-                        tracing::debug!(dropped = n, "sse buffer full; events dropped");
-                    }
-                    Pushed::Disconnected => {
-                        config.shared.stats.overflowed();
-                        tracing::debug!("sse buffer full; disconnecting the client");
-                        return Poll::Ready(());
-                    }
-                }
-            }
-            Poll::Ready(Some(Err(err))) => {
-                let last = config.source_error(err.into());
-                let mut queue = conn.lock_queue();
-                if let Some(last) = last {
-                    // The last event goes out even if the buffer is full.
-                    queue.push(
-                        last.into_bytes(),
-                        BufferLimits::new(usize::MAX, usize::MAX),
-                        Overflow::Wait,
-                    );
-                }
-                queue.state = QueueState::Ended;
+                held = Some(bytes);
+                true
+            } else {
+                wait && queue.is_full(config.limits)
+            };
+            if blocked {
+                queue.pump_waker = Some(cx.waker().clone());
                 drop(queue);
-                conn.waker.wake();
-                return Poll::Ready(());
-            }
-            Poll::Ready(None) => {
-                conn.lock_queue().state = QueueState::Ended;
-                conn.waker.wake();
-                return Poll::Ready(());
-            }
-            Poll::Pending => {
                 if let Some(sleep) = watchdog.as_mut() {
                     if sleep.as_mut().poll(cx).is_ready() {
                         continue;
@@ -400,10 +386,72 @@ pub(crate) async fn pump<St, T, E>(
                 }
                 return Poll::Pending;
             }
+            drop(queue);
+            if budget == 0 {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            let Some(stream) = source.as_mut().as_pin_mut() else {
+                return Poll::Ready(());
+            };
+            match stream.poll_next(cx) {
+                Poll::Ready(Some(Ok(item))) => {
+                    budget -= 1;
+                    let bytes = item.into_bytes();
+                    if wait {
+                        held = Some(bytes);
+                        continue;
+                    }
+                    let pushed = conn
+                        .lock_queue()
+                        .push(bytes, config.limits, config.overflow);
+                    conn.waker.wake();
+                    match pushed {
+                        Pushed::Queued => {}
+                        Pushed::Dropped(n) => {
+                            config.shared.stats.dropped(n);
+                            tracing::debug!(dropped = n, "sse buffer full; events dropped");
+                        }
+                        Pushed::Disconnected => {
+                            config.shared.stats.overflowed();
+                            tracing::debug!("sse buffer full; disconnecting the client");
+                            return Poll::Ready(());
+                        }
+                    }
+                }
+                Poll::Ready(end) => {
+                    let last = match end {
+                        Some(Err(err)) => config.source_error(err.into()),
+                        _ => None,
+                    };
+                    source.set(None);
+                    let mut queue = conn.lock_queue();
+                    if let Some(bytes) = held.take() {
+                        queue.push(bytes, UNBOUNDED, Overflow::Wait);
+                    }
+                    if let Some(last) = last {
+                        // The last event goes out even if the buffer is full.
+                        queue.push(last.into_bytes(), UNBOUNDED, Overflow::Wait);
+                    }
+                    queue.state = QueueState::Ended;
+                    drop(queue);
+                    conn.waker.wake();
+                }
+                Poll::Pending => {
+                    if let Some(sleep) = watchdog.as_mut() {
+                        if sleep.as_mut().poll(cx).is_ready() {
+                            continue;
+                        }
+                    }
+                    return Poll::Pending;
+                }
+            }
         }
     })
     .await;
 }
+
+const UNBOUNDED: BufferLimits = BufferLimits::new(usize::MAX, usize::MAX);
 
 #[cfg(test)]
 mod tests {

@@ -11,7 +11,7 @@ use pin_project_lite::pin_project;
 use tracing::Span;
 
 use crate::{
-    body::EventsBody, layer::Config, response::Kind, BoxError, Encode, SseBody, SseResponse,
+    body::EventsBody, layer::Config, response::Kind, BoxError, Encode, IntoSseResponse, SseBody,
 };
 
 pin_project! {
@@ -41,9 +41,10 @@ impl<F> std::fmt::Debug for ResponseFuture<F> {
     }
 }
 
-impl<F, St, T, E, Err> Future for ResponseFuture<F>
+impl<F, R, St, T, E, Err> Future for ResponseFuture<F>
 where
-    F: Future<Output = Result<SseResponse<St>, Err>>,
+    F: Future<Output = Result<R, Err>>,
+    R: IntoSseResponse<Stream = St>,
     St: Stream<Item = Result<T, E>> + Send + 'static,
     T: Encode + Send + 'static,
     E: Into<BoxError> + 'static,
@@ -52,7 +53,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let response = ready!(this.inner.poll(cx))?;
+        let response = ready!(this.inner.poll(cx))?.into_sse_response();
         let heartbeat = response.heartbeat;
         Poll::Ready(Ok(match response.kind {
             Kind::Other(response) => response.map(SseBody::other),
@@ -73,7 +74,7 @@ where
 
 /// `content-type: text/event-stream`, `cache-control: no-cache` and
 /// `x-accel-buffering: no` (the last two unless already set), no `content-length`.
-fn set_sse_headers(headers: &mut http::HeaderMap) {
+pub(crate) fn set_sse_headers(headers: &mut http::HeaderMap) {
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/event-stream"),

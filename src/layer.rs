@@ -89,6 +89,12 @@ impl Config {
     }
 }
 
+/// The settings of `SseLayer::new()`, for responses served without a layer.
+pub(crate) fn default_config() -> &'static Arc<Config> {
+    static DEFAULT: std::sync::OnceLock<Arc<Config>> = std::sync::OnceLock::new();
+    DEFAULT.get_or_init(|| Arc::new(SseLayer::new().config))
+}
+
 impl Default for SseLayer {
     fn default() -> Self {
         Self::new()

@@ -95,7 +95,7 @@ pub use crate::{
     heartbeat::Heartbeat,
     last_event_id::{LastEventId, LAST_EVENT_ID},
     layer::SseLayer,
-    response::SseResponse,
+    response::{BoxEventStream, IntoSseResponse, SseResponse},
     service::SseService,
     shutdown::ShutdownHandle,
     stats::SseStats,

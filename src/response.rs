@@ -1,10 +1,19 @@
+use std::{
+    pin::Pin,
+    sync::{Arc, Mutex, PoisonError},
+};
+
+use bytes::Bytes;
+use futures_core::Stream;
 use http::Response;
 use http_body::Body;
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt};
 
-use bytes::Bytes;
+use crate::{BoxError, Heartbeat, Message, SseBody};
 
-use crate::{BoxError, Heartbeat};
+/// A boxed event stream: what an SSE response carries through an
+/// `http::Response` (see [`SseResponse::into_http`]).
+pub type BoxEventStream = Pin<Box<dyn Stream<Item = Result<Message, BoxError>> + Send>>;
 
 /// What a service behind [`SseLayer`](crate::SseLayer) answers: an event stream to
 /// send as SSE, or an ordinary response passed through untouched.
@@ -116,5 +125,142 @@ impl<St> SseResponse<St> {
     /// Whether this is an SSE response (rather than one passed through).
     pub fn is_sse(&self) -> bool {
         matches!(self.kind, Kind::Sse(_))
+    }
+}
+
+impl<St, T, E> SseResponse<St>
+where
+    St: Stream<Item = Result<T, E>> + Send + 'static,
+    T: Into<Message>,
+    E: Into<BoxError>,
+{
+    /// Turns this into an ordinary `http::Response`, for frameworks whose handlers
+    /// must return one (axum's `IntoResponse` uses this).
+    ///
+    /// The response is complete on its own: it has the SSE headers and its body streams
+    /// the events with the default settings of [`SseLayer::new`](crate::SseLayer::new).
+    /// When an [`SseLayer`](crate::SseLayer) wraps the service that returned it, the
+    /// layer finds the stream inside and serves it with its own settings, counters and
+    /// shutdown handle instead. A response passed through stays as it is.
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use tower_sse::{Event, SseResponse};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let events = tokio_stream::iter([Ok::<_, Infallible>(Event::new().data("hi"))]);
+    /// let res = SseResponse::new(events).into_http();
+    /// assert_eq!(res.headers()["content-type"], "text/event-stream");
+    /// # }
+    /// ```
+    pub fn into_http(self) -> Response<SseBody<BoxEventStream>> {
+        match self.kind {
+            Kind::Other(response) => response.map(SseBody::other),
+            Kind::Sse(response) => {
+                let (mut parts, stream) = response.into_parts();
+                crate::future::set_sse_headers(&mut parts.headers);
+                let stream: BoxEventStream = Box::pin(MapItems { stream });
+                let slot = Slot(Arc::new(Mutex::new(Some((stream, self.heartbeat)))));
+                parts.extensions.insert(slot.clone());
+                Response::from_parts(parts, SseBody::deferred(slot))
+            }
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Maps a user's stream to the boxed item type.
+    struct MapItems<St> {
+        #[pin]
+        stream: St,
+    }
+}
+
+impl<St, T, E> Stream for MapItems<St>
+where
+    St: Stream<Item = Result<T, E>>,
+    T: Into<Message>,
+    E: Into<BoxError>,
+{
+    type Item = Result<Message, BoxError>;
+
+    fn poll_next(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.project()
+            .stream
+            .poll_next(cx)
+            .map(|item| item.map(|item| item.map(Into::into).map_err(Into::into)))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.stream.size_hint()
+    }
+}
+
+type SlotContent = (BoxEventStream, Option<Option<Heartbeat>>);
+
+/// Carries an SSE stream inside an `http::Response`'s extensions, to whichever of the
+/// layer or the response's own body takes it first.
+#[derive(Clone)]
+pub(crate) struct Slot(Arc<Mutex<Option<SlotContent>>>);
+
+impl Slot {
+    pub(crate) fn take(&self) -> Option<SlotContent> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+}
+
+/// A response an [`SseLayer`](crate::SseLayer) can serve: an [`SseResponse`], or an
+/// `http::Response` made by [`SseResponse::into_http`] (an axum handler's answer,
+/// say); any other `http::Response` is passed through.
+///
+/// ```
+/// use tower_sse::{BoxEventStream, IntoSseResponse};
+///
+/// let res = http::Response::new(String::from("not sse"));
+/// assert!(!res.into_sse_response().is_sse());
+/// # let _: Option<BoxEventStream> = None;
+/// ```
+pub trait IntoSseResponse {
+    /// The event stream type.
+    type Stream;
+
+    /// Converts `self`.
+    fn into_sse_response(self) -> SseResponse<Self::Stream>;
+}
+
+impl<St> IntoSseResponse for SseResponse<St> {
+    type Stream = St;
+
+    fn into_sse_response(self) -> SseResponse<St> {
+        self
+    }
+}
+
+impl<B> IntoSseResponse for Response<B>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Stream = BoxEventStream;
+
+    fn into_sse_response(mut self) -> SseResponse<BoxEventStream> {
+        match self
+            .extensions_mut()
+            .remove::<Slot>()
+            .and_then(|slot| slot.take())
+        {
+            Some((stream, heartbeat)) => {
+                let (parts, _deferred) = self.into_parts();
+                SseResponse {
+                    kind: Kind::Sse(Response::from_parts(parts, stream)),
+                    heartbeat,
+                }
+            }
+            None => SseResponse::other(self),
+        }
     }
 }

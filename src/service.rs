@@ -6,11 +6,12 @@ use std::{
 use http::{Request, Response};
 use tower_service::Service;
 
-use crate::{layer::Config, LastEventId, ResponseFuture, SseBody, SseResponse};
+use crate::{layer::Config, IntoSseResponse, LastEventId, ResponseFuture, SseBody};
 
 /// The service made by [`SseLayer`](crate::SseLayer): calls the inner service with the
 /// request (and its [`LastEventId`], if any, in the extensions) and turns its
-/// [`SseResponse`] into a `text/event-stream` response.
+/// answer ([`IntoSseResponse`]: an [`SseResponse`](crate::SseResponse), or an
+/// `http::Response` such as an axum handler's) into a `text/event-stream` response.
 ///
 /// ```
 /// use std::convert::Infallible;
@@ -67,7 +68,8 @@ impl<S: std::fmt::Debug> std::fmt::Debug for SseService<S> {
 
 impl<S, ReqBody, St> Service<Request<ReqBody>> for SseService<S>
 where
-    S: Service<Request<ReqBody>, Response = SseResponse<St>>,
+    S: Service<Request<ReqBody>>,
+    S::Response: IntoSseResponse<Stream = St>,
     ResponseFuture<S::Future>:
         std::future::Future<Output = Result<Response<SseBody<St>>, S::Error>>,
 {
