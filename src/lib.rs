@@ -68,11 +68,15 @@
 //! | feature | enables |
 //! |---|---|
 //! | `json` | [`Event::json_data`] through `serde_json` |
+//! | `axum` | [`axum`]: `IntoResponse` for [`SseResponse`], `Option<LastEventId>` extractor |
 
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod axum;
 mod body;
 pub mod buffer;
 mod error;
