@@ -9,11 +9,41 @@ log() { printf '== %s\n' "$*"; }
 # --- what the tests need -----------------------------------------------------------
 need_apt=()
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+# The client tests (tests/browser, tests/python): Debian's Chromium is the browser,
+# Node.js runs the npm clients, a Python venv holds httpx-sse.
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "installing ${need_apt[*]} (apt)"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+# npm packages of tests/browser (playwright-core drives /usr/bin/chromium; it downloads
+# no browser), exactly as package-lock.json pins them; skipped when already installed.
+browser_dir=tests/browser
+if ! cmp -s "$browser_dir/package-lock.json" "$browser_dir/node_modules/.installed-package-lock.json"; then
+  log "installing npm packages of $browser_dir (npm ci): $(cd "$browser_dir" && node -p \
+    'Object.entries(require("./package.json").devDependencies).map(([n, v]) => n + "@" + v).join(" ")')"
+  (cd "$browser_dir" && npm ci --no-audit --no-fund --loglevel=error)
+  cp "$browser_dir/package-lock.json" "$browser_dir/node_modules/.installed-package-lock.json"
+fi
+
+# Python packages of tests/python, in a venv under target/ (not committed); skipped
+# when already installed.
+pyenv=${CARGO_TARGET_DIR:-target}/pyenv
+py_reqs=tests/python/requirements.txt
+if ! { cmp -s "$py_reqs" "$pyenv/.installed-requirements.txt" &&
+       "$pyenv/bin/python" -c 'import httpx, httpx_sse, pytest' >/dev/null 2>&1; }; then
+  log "installing Python packages of tests/python into $pyenv (pip): $(grep -v '^#' "$py_reqs" | xargs)"
+  rm -rf "$pyenv"
+  python3 -m venv "$pyenv"
+  "$pyenv/bin/python" -m pip install -q --disable-pip-version-check -r "$py_reqs"
+  cp "$py_reqs" "$pyenv/.installed-requirements.txt"
 fi
 
 # --- build, then test --------------------------------------------------------------
@@ -22,5 +52,17 @@ log "building tests and examples"
 cargo build --all-features --all-targets --quiet
 cargo build --all-features --examples --quiet
 
+status=0
 log "running tests"
-cargo test --all-features --no-fail-fast -- --test-threads=4
+cargo test --all-features --no-fail-fast -- --test-threads=4 || status=1
+
+# Real third-party clients against the demo server (examples/demo.rs, built above by
+# `cargo build --examples`); each suite starts it on a free port and fails without it.
+DEMO_BIN=$(realpath -m "${CARGO_TARGET_DIR:-target}/debug/examples/demo")
+export DEMO_BIN
+log "client tests: headless Chromium and the eventsource npm package (node --test tests/browser/*.test.mjs)"
+node --test tests/browser/*.test.mjs || status=1
+log "client tests: httpx + httpx-sse (pytest -q tests/python)"
+PYTHONDONTWRITEBYTECODE=1 "$pyenv/bin/python" -m pytest -q tests/python || status=1
+
+exit "$status"
