@@ -11,7 +11,7 @@ use futures_core::Stream;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
 use pin_project_lite::pin_project;
-use tokio::{task::AbortHandle, time::Instant};
+use tokio::{sync::OwnedSemaphorePermit, task::AbortHandle, time::Instant};
 use tracing::Span;
 
 use crate::{
@@ -104,7 +104,7 @@ where
                 };
                 // The slot only ever holds a `BoxEventStream`, but this body is generic:
                 // serve it through a body of that type.
-                let events = EventsBody::new(stream, config.clone(), heartbeat, Span::none());
+                let events = EventsBody::new(stream, config.clone(), heartbeat, Span::none(), None);
                 kind.set(BodyKind::Other {
                     body: UnsyncBoxBody::new(SseBody::events(events)),
                 });
@@ -190,6 +190,8 @@ struct Guard {
     conn: Arc<Conn>,
     key: usize,
     pump: Option<AbortHandle>,
+    /// The `StreamLimit` permit, released when the stream ends.
+    _permit: Option<OwnedSemaphorePermit>,
     stats: ConnStats,
     span: Span,
     opened: std::time::Instant,
@@ -251,6 +253,7 @@ where
         config: Arc<Config>,
         heartbeat: Option<&Heartbeat>,
         span: Span,
+        permit: Option<OwnedSemaphorePermit>,
     ) -> Self {
         // Pumping needs a runtime to spawn on; without one, fall back to backpressure.
         let runtime = config
@@ -290,6 +293,7 @@ where
                 conn,
                 key,
                 pump,
+                _permit: permit,
                 stats: ConnStats::default(),
                 span,
                 opened: std::time::Instant::now(),

@@ -10,38 +10,53 @@ use http::{header, HeaderValue, Response};
 use pin_project_lite::pin_project;
 use tracing::Span;
 
+use http_body_util::BodyExt;
+use tokio::sync::OwnedSemaphorePermit;
+
 use crate::{
-    body::EventsBody, layer::Config, response::Kind, BoxError, Encode, IntoSseResponse, SseBody,
+    body::EventsBody, layer::Config, limit::LimitMode, response::Kind, BoxError, Encode,
+    IntoSseResponse, SseBody, SseResponse,
 };
 
 pin_project! {
     /// The response future of [`SseService`](crate::SseService): resolves to the inner
     /// service's response, made into an SSE response.
-    pub struct ResponseFuture<F> {
+    pub struct ResponseFuture<F, St> {
         #[pin]
-        inner: F,
+        state: State<F, St>,
         config: Arc<Config>,
         span: Option<Span>,
     }
 }
 
-impl<F> ResponseFuture<F> {
+type Acquire = Pin<Box<dyn Future<Output = Option<OwnedSemaphorePermit>> + Send>>;
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, St> {
+        Inner { #[pin] inner: F },
+        /// `StreamLimit::wait`: the response waits for a permit.
+        Waiting { acquire: Acquire, response: Option<SseResponse<St>> },
+    }
+}
+
+impl<F, St> ResponseFuture<F, St> {
     pub(crate) fn new(inner: F, config: Arc<Config>, span: Span) -> Self {
         Self {
-            inner,
+            state: State::Inner { inner },
             config,
             span: Some(span),
         }
     }
 }
 
-impl<F> std::fmt::Debug for ResponseFuture<F> {
+impl<F, St> std::fmt::Debug for ResponseFuture<F, St> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }
 }
 
-impl<F, R, St, T, E, Err> Future for ResponseFuture<F>
+impl<F, R, St, T, E, Err> Future for ResponseFuture<F, St>
 where
     F: Future<Output = Result<R, Err>>,
     R: IntoSseResponse<Stream = St>,
@@ -52,24 +67,93 @@ where
     type Output = Result<Response<SseBody<St>>, Err>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let response = ready!(this.inner.poll(cx))?.into_sse_response();
-        let heartbeat = response.heartbeat;
-        Poll::Ready(Ok(match response.kind {
-            Kind::Other(response) => response.map(SseBody::other),
-            Kind::Sse(response) => {
-                let (mut parts, stream) = response.into_parts();
-                set_sse_headers(&mut parts.headers);
-                let span = this.span.take().unwrap_or_else(Span::none);
-                let heartbeat = match &heartbeat {
-                    Some(chosen) => chosen.as_ref(),
-                    None => this.config.heartbeat.as_ref(),
-                };
-                let body = EventsBody::new(stream, this.config.clone(), heartbeat, span);
-                Response::from_parts(parts, SseBody::events(body))
-            }
-        }))
+        let mut this = self.project();
+        loop {
+            let (response, permit) = match this.state.as_mut().project() {
+                StateProj::Inner { inner } => {
+                    let response = ready!(inner.poll(cx))?.into_sse_response();
+                    let Some(limit) = this.config.limit.as_ref().filter(|_| response.is_sse())
+                    else {
+                        return Poll::Ready(Ok(serve(response, None, this.config, this.span)));
+                    };
+                    match limit.semaphore.clone().try_acquire_owned() {
+                        Ok(permit) => (response, Some(permit)),
+                        Err(_) => match limit.mode {
+                            LimitMode::Reject { retry_after } => {
+                                this.config.shared.stats.rejected();
+                                return Poll::Ready(Ok(too_many_streams(retry_after)));
+                            }
+                            LimitMode::Wait => {
+                                let semaphore = limit.semaphore.clone();
+                                let acquire: Acquire =
+                                    Box::pin(async move { semaphore.acquire_owned().await.ok() });
+                                this.state.set(State::Waiting {
+                                    acquire,
+                                    response: Some(response),
+                                });
+                                continue;
+                            }
+                        },
+                    }
+                }
+                StateProj::Waiting { acquire, response } => {
+                    let permit = ready!(acquire.as_mut().poll(cx));
+                    match response.take() {
+                        Some(response) => (response, permit),
+                        None => panic!("ResponseFuture polled after completion"),
+                    }
+                }
+            };
+            return Poll::Ready(Ok(serve(response, permit, this.config, this.span)));
+        }
     }
+}
+
+/// Makes the HTTP response: the SSE body with its headers, or the response passed through.
+fn serve<St, T, E>(
+    response: SseResponse<St>,
+    permit: Option<OwnedSemaphorePermit>,
+    config: &Arc<Config>,
+    span: &mut Option<Span>,
+) -> Response<SseBody<St>>
+where
+    St: Stream<Item = Result<T, E>> + Send + 'static,
+    T: Encode + Send + 'static,
+    E: Into<BoxError> + 'static,
+{
+    let heartbeat = response.heartbeat;
+    match response.kind {
+        Kind::Other(response) => response.map(SseBody::other),
+        Kind::Sse(response) => {
+            let (mut parts, stream) = response.into_parts();
+            set_sse_headers(&mut parts.headers);
+            let span = span.take().unwrap_or_else(Span::none);
+            let heartbeat = match &heartbeat {
+                Some(chosen) => chosen.as_ref(),
+                None => config.heartbeat.as_ref(),
+            };
+            let body = EventsBody::new(stream, config.clone(), heartbeat, span, permit);
+            Response::from_parts(parts, SseBody::events(body))
+        }
+    }
+}
+
+/// `503 Service Unavailable` with `retry-after`, for a stream over the limit.
+fn too_many_streams<St>(retry_after: std::time::Duration) -> Response<SseBody<St>> {
+    let body = http_body_util::Full::new(bytes::Bytes::from_static(b"too many open streams\n"))
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    let mut response = Response::new(SseBody::other(body));
+    *response.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+    let secs = retry_after.as_secs().max(1);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
 }
 
 /// `content-type: text/event-stream`, `cache-control: no-cache` and

@@ -4,7 +4,7 @@ use tower_layer::Layer;
 
 use crate::{
     shutdown::Shared, BoxError, BufferLimits, Event, Heartbeat, Overflow, ShutdownHandle,
-    SseService, SseStats,
+    SseService, SseStats, StreamLimit,
 };
 
 pub(crate) type GapFn = Arc<dyn Fn(u64) -> Event + Send + Sync>;
@@ -28,6 +28,7 @@ pub(crate) type ErrorFn = Arc<dyn Fn(&BoxError) -> Option<Event> + Send + Sync>;
 /// | [`stall_timeout`](Self::stall_timeout) | none |
 /// | [`gap_event`](Self::gap_event) | none (gaps are counted and traced) |
 /// | [`on_error`](Self::on_error) | none (the stream ends after a source error) |
+/// | [`max_streams`](Self::max_streams) | no limit |
 ///
 /// # Example
 ///
@@ -72,6 +73,7 @@ pub(crate) struct Config {
     pub(crate) stall_timeout: Option<Duration>,
     pub(crate) gap: Option<GapFn>,
     pub(crate) on_error: Option<ErrorFn>,
+    pub(crate) limit: Option<StreamLimit>,
     pub(crate) shared: Arc<Shared>,
 }
 
@@ -113,6 +115,7 @@ impl SseLayer {
                 stall_timeout: None,
                 gap: None,
                 on_error: None,
+                limit: None,
                 shared: Arc::new(Shared::default()),
             },
         }
@@ -227,6 +230,17 @@ impl SseLayer {
         self
     }
 
+    /// Caps the streams open at once through this layer (and its clones made after
+    /// this call); see [`StreamLimit`].
+    ///
+    /// ```
+    /// let layer = tower_sse::SseLayer::new().max_streams(tower_sse::StreamLimit::reject(1000));
+    /// ```
+    pub fn max_streams(mut self, limit: StreamLimit) -> Self {
+        self.config.limit = Some(limit);
+        self
+    }
+
     /// Counters shared by every stream of this layer (and of its clones).
     ///
     /// ```
@@ -260,6 +274,10 @@ impl fmt::Debug for SseLayer {
             .field("stall_timeout", &self.config.stall_timeout)
             .field("gap_event", &self.config.gap.is_some())
             .field("on_error", &self.config.on_error.is_some())
+            .field(
+                "max_streams",
+                &self.config.limit.as_ref().map(StreamLimit::max),
+            )
             .finish()
     }
 }

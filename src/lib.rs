@@ -85,6 +85,7 @@ mod future;
 pub mod heartbeat;
 mod last_event_id;
 mod layer;
+pub mod limit;
 mod response;
 mod service;
 pub mod shutdown;
@@ -99,6 +100,7 @@ pub use crate::{
     heartbeat::Heartbeat,
     last_event_id::{LastEventId, LAST_EVENT_ID},
     layer::SseLayer,
+    limit::StreamLimit,
     response::{BoxEventStream, IntoSseResponse, SseResponse},
     service::SseService,
     shutdown::ShutdownHandle,

@@ -70,12 +70,12 @@ impl<S, ReqBody, St> Service<Request<ReqBody>> for SseService<S>
 where
     S: Service<Request<ReqBody>>,
     S::Response: IntoSseResponse<Stream = St>,
-    ResponseFuture<S::Future>:
+    ResponseFuture<S::Future, St>:
         std::future::Future<Output = Result<Response<SseBody<St>>, S::Error>>,
 {
     type Response = Response<SseBody<St>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
+    type Future = ResponseFuture<S::Future, St>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {

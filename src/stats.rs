@@ -23,6 +23,7 @@ pub(crate) struct Counters {
     overflowed: AtomicU64,
     stalled: AtomicU64,
     source_errors: AtomicU64,
+    rejected: AtomicU64,
 }
 
 impl Counters {
@@ -54,6 +55,9 @@ impl Counters {
     }
     pub(crate) fn source_error(&self) {
         self.source_errors.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn rejected(&self) {
+        self.rejected.fetch_add(1, Relaxed);
     }
 }
 
@@ -118,6 +122,10 @@ impl SseStats {
     pub fn source_errors(&self) -> u64 {
         self.get(|c| &c.source_errors)
     }
+    /// Streams refused with `503` by [`StreamLimit::reject`](crate::StreamLimit::reject).
+    pub fn streams_rejected(&self) -> u64 {
+        self.get(|c| &c.rejected)
+    }
 }
 
 impl fmt::Debug for SseStats {
@@ -132,6 +140,7 @@ impl fmt::Debug for SseStats {
             .field("overflow_disconnects", &self.overflow_disconnects())
             .field("stall_disconnects", &self.stall_disconnects())
             .field("source_errors", &self.source_errors())
+            .field("streams_rejected", &self.streams_rejected())
             .finish()
     }
 }
