@@ -1,0 +1,169 @@
+//! One `tracing` span per stream; when the stream closes it records what it sent.
+
+use std::{
+    collections::HashMap,
+    convert::Infallible,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use http::Request;
+use http_body_util::BodyExt;
+use tower::{service_fn, Layer, ServiceExt};
+use tower_sse::{BufferLimits, Event, Overflow, SseLayer, SseResponse};
+use tracing::{
+    field::{Field, Visit},
+    span, Subscriber,
+};
+use tracing_subscriber::{layer::Context, prelude::*, registry::LookupSpan};
+
+/// Records the fields of every span named `sse` (as created and as recorded later)
+/// and of every event named "sse stream closed".
+#[derive(Clone, Default)]
+struct Capture {
+    spans: Arc<Mutex<Vec<HashMap<String, String>>>>,
+    closes: Arc<Mutex<Vec<HashMap<String, String>>>>,
+}
+
+struct Fields<'a>(&'a mut HashMap<String, String>);
+
+impl Visit for Fields<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.0.insert(
+            field.name().to_owned(),
+            format!("{value:?}").trim_matches('"').to_owned(),
+        );
+    }
+}
+
+#[derive(Default)]
+struct SpanFields(HashMap<String, String>);
+
+impl<S: Subscriber + for<'a> LookupSpan<'a>> tracing_subscriber::Layer<S> for Capture {
+    fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: Context<'_, S>) {
+        if attrs.metadata().name() != "sse" {
+            return;
+        }
+        let mut fields = SpanFields::default();
+        attrs.record(&mut Fields(&mut fields.0));
+        if let Some(span) = ctx.span(id) {
+            span.extensions_mut().insert(fields);
+        }
+    }
+
+    fn on_record(&self, id: &span::Id, values: &span::Record<'_>, ctx: Context<'_, S>) {
+        if let Some(span) = ctx.span(id) {
+            if let Some(fields) = span.extensions_mut().get_mut::<SpanFields>() {
+                values.record(&mut Fields(&mut fields.0));
+            }
+        }
+    }
+
+    fn on_close(&self, id: span::Id, ctx: Context<'_, S>) {
+        if let Some(span) = ctx.span(&id) {
+            if let Some(fields) = span.extensions_mut().remove::<SpanFields>() {
+                self.spans.lock().unwrap().push(fields.0);
+            }
+        }
+    }
+
+    fn on_event(&self, event: &tracing::Event<'_>, _ctx: Context<'_, S>) {
+        let mut fields = HashMap::new();
+        event.record(&mut Fields(&mut fields));
+        if fields.get("message").map(String::as_str) == Some("sse stream closed") {
+            self.closes.lock().unwrap().push(fields);
+        }
+    }
+}
+
+async fn run_stream(layer: SseLayer, events: usize, path: &str, last_event_id: Option<&str>) {
+    let svc = layer.layer(service_fn(move |_req: Request<()>| async move {
+        let items = (0..events).map(|i| Ok::<_, Infallible>(Event::new().data(i.to_string())));
+        Ok::<_, Infallible>(SseResponse::new(tokio_stream::iter(items)))
+    }));
+    let mut req = Request::builder().uri(path);
+    if let Some(id) = last_event_id {
+        req = req.header("last-event-id", id);
+    }
+    let res = svc.oneshot(req.body(()).unwrap()).await.unwrap();
+    let body = tokio::time::timeout(Duration::from_secs(5), res.into_body().collect())
+        .await
+        .expect("stream ends")
+        .unwrap()
+        .to_bytes();
+    assert_eq!(
+        body.len(),
+        (0..events).map(|i| i.to_string().len() + 8).sum::<usize>()
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn each_stream_gets_a_span_that_records_its_counts_when_it_closes() {
+    let capture = Capture::default();
+    let _guard = tracing_subscriber::registry()
+        .with(
+            capture
+                .clone()
+                .with_filter(tracing_subscriber::filter::LevelFilter::DEBUG),
+        )
+        .set_default();
+
+    run_stream(SseLayer::new(), 3, "/prices", Some("41")).await;
+    run_stream(SseLayer::new(), 5, "/news", None).await;
+
+    let spans = capture.spans.lock().unwrap().clone();
+    assert_eq!(spans.len(), 2, "one span per stream: {spans:?}");
+    let prices = &spans[0];
+    assert_eq!(prices["path"], "/prices");
+    assert_eq!(prices["last_event_id"], "41");
+    assert_eq!(prices["events"], "3");
+    assert_eq!(prices["bytes"], (3 * 9).to_string());
+    assert_eq!(prices["heartbeats"], "0");
+    assert_eq!(prices["dropped"], "0");
+    assert!(prices.contains_key("lifetime_ms"));
+    assert_eq!(spans[1]["path"], "/news");
+    assert_eq!(spans[1]["events"], "5");
+
+    let closes = capture.closes.lock().unwrap().clone();
+    assert_eq!(closes.len(), 2);
+    assert_eq!(closes[0]["events"], "3");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_stream_that_drops_events_records_the_count_in_its_span() {
+    let capture = Capture::default();
+    let _guard = tracing_subscriber::registry()
+        .with(
+            capture
+                .clone()
+                .with_filter(tracing_subscriber::filter::LevelFilter::DEBUG),
+        )
+        .set_default();
+
+    // The source is drained into a 4-event buffer before the body is ever polled:
+    // with DropNewest the rest is dropped and counted.
+    let layer = SseLayer::new()
+        .buffer(BufferLimits::new(4, 1 << 20))
+        .on_overflow(Overflow::DropNewest);
+    let stats = layer.stats();
+    let svc = layer.layer(service_fn(|_req: Request<()>| async {
+        let items = (0..100).map(|i| Ok::<_, Infallible>(Event::new().data(i.to_string())));
+        Ok::<_, Infallible>(SseResponse::new(tokio_stream::iter(items)))
+    }));
+    let res = svc.oneshot(Request::new(())).await.unwrap();
+    // Let the pump run to the end of the source before reading.
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while stats.events_dropped() < 96 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the pump drains the source");
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"data: 0\n\ndata: 1\n\ndata: 2\n\ndata: 3\n\n");
+
+    let spans = capture.spans.lock().unwrap().clone();
+    assert_eq!(spans.len(), 1);
+    assert_eq!(spans[0]["dropped"], "96");
+    assert_eq!(spans[0]["events"], "4");
+}
