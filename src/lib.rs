@@ -69,6 +69,7 @@
 //! |---|---|
 //! | `json` | [`Event::json_data`] through `serde_json` |
 //! | `axum` | [`axum`]: `IntoResponse` for [`SseResponse`], `Option<LastEventId>` extractor |
+//! | `hub` | [`hub`]: publish once to many subscribers, bounded history, replay |
 
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -83,6 +84,9 @@ mod error;
 pub mod event;
 mod future;
 pub mod heartbeat;
+#[cfg(feature = "hub")]
+#[cfg_attr(docsrs, doc(cfg(feature = "hub")))]
+pub mod hub;
 mod last_event_id;
 mod layer;
 pub mod limit;

@@ -325,6 +325,12 @@ impl fmt::Debug for Event {
 pub struct EncodedEvent(Bytes);
 
 impl EncodedEvent {
+    /// Wraps bytes this crate encoded (one whole event block).
+    #[cfg_attr(not(feature = "hub"), allow(dead_code))]
+    pub(crate) fn from_encoded(bytes: Bytes) -> Self {
+        Self(bytes)
+    }
+
     /// The encoded bytes, ending with the blank line that terminates the event.
     pub fn as_bytes(&self) -> &Bytes {
         &self.0

@@ -1,0 +1,257 @@
+//! One topic: a bounded history of encoded events and the wakers of its subscribers.
+
+use std::{
+    collections::VecDeque,
+    sync::{
+        atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed},
+        Arc, Mutex, MutexGuard, PoisonError,
+    },
+    task::Waker,
+};
+
+use bytes::Bytes;
+use tokio::time::Instant;
+
+use super::History;
+
+/// One published event, encoded once.
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    /// Position in the topic, counted from 0 by this process.
+    pub(crate) seq: u64,
+    /// The event's `id` on the wire.
+    pub(crate) id: Arc<str>,
+    pub(crate) bytes: Bytes,
+    pub(crate) at: Instant,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct TopicState {
+    history: VecDeque<Entry>,
+    bytes: usize,
+    /// The `seq` the next entry gets.
+    next_seq: u64,
+    wakers: Vec<Option<Waker>>,
+    free: Vec<usize>,
+}
+
+/// Where a subscriber's cursor stands against the history.
+pub(crate) enum Read {
+    /// The entry at the cursor.
+    Entry(Entry),
+    /// The cursor fell behind the history: this many events are gone.
+    Lagged(u64),
+    /// Nothing new yet.
+    Empty,
+}
+
+impl TopicState {
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    fn first_seq(&self) -> u64 {
+        self.history.front().map_or(self.next_seq, |e| e.seq)
+    }
+
+    pub(crate) fn read(&self, cursor: u64) -> Read {
+        let first = self.first_seq();
+        if cursor < first {
+            return Read::Lagged(first - cursor);
+        }
+        match usize::try_from(cursor - first)
+            .ok()
+            .and_then(|i| self.history.get(i))
+        {
+            Some(entry) => Read::Entry(entry.clone()),
+            None => Read::Empty,
+        }
+    }
+
+    /// The `seq` just after the entry whose id is `id`, if it is in the history.
+    pub(crate) fn after_id(&self, id: &str) -> Option<u64> {
+        self.history
+            .iter()
+            .rev()
+            .find(|e| &*e.id == id)
+            .map(|e| e.seq + 1)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.history.len()
+    }
+
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.history.is_empty()
+    }
+
+    /// Drops entries beyond the limits (and older than the max age).
+    pub(crate) fn prune(&mut self, limits: &History, now: Instant) {
+        while let Some(front) = self.history.front() {
+            let too_many = self.history.len() > limits.events;
+            let too_big = self.bytes > limits.bytes;
+            let too_old = limits
+                .age
+                .is_some_and(|age| now.saturating_duration_since(front.at) > age);
+            if !(too_many || too_big || too_old) {
+                break;
+            }
+            self.bytes -= front.bytes.len();
+            self.history.pop_front();
+        }
+    }
+
+    pub(crate) fn register(&mut self) -> usize {
+        match self.free.pop() {
+            Some(key) => key,
+            None => {
+                self.wakers.push(None);
+                self.wakers.len() - 1
+            }
+        }
+    }
+
+    pub(crate) fn unregister(&mut self, key: usize) {
+        if let Some(slot) = self.wakers.get_mut(key) {
+            *slot = None;
+            self.free.push(key);
+        }
+    }
+
+    pub(crate) fn park(&mut self, key: usize, waker: &Waker) {
+        if let Some(slot) = self.wakers.get_mut(key) {
+            match slot {
+                Some(old) if old.will_wake(waker) => {}
+                _ => *slot = Some(waker.clone()),
+            }
+        }
+    }
+}
+
+/// A topic of a [`Hub`](super::Hub).
+#[derive(Debug)]
+pub(crate) struct Topic {
+    pub(crate) name: Arc<str>,
+    state: Mutex<TopicState>,
+    pub(crate) subscribers: AtomicUsize,
+    pub(crate) published: AtomicU64,
+    pub(crate) lagged: AtomicU64,
+}
+
+impl Topic {
+    pub(crate) fn new(name: Arc<str>) -> Self {
+        Self {
+            name,
+            state: Mutex::new(TopicState::default()),
+            subscribers: AtomicUsize::new(0),
+            published: AtomicU64::new(0),
+            lagged: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, TopicState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Appends an encoded event and wakes every parked subscriber. `make` gets the
+    /// entry's `seq` and returns its id and bytes (so a hub-assigned id can be the seq).
+    pub(crate) fn append(
+        &self,
+        limits: &History,
+        make: impl FnOnce(u64) -> (Arc<str>, Bytes),
+    ) -> (u64, Arc<str>) {
+        let now = Instant::now();
+        let mut wake = Vec::new();
+        let mut state = self.lock();
+        let seq = state.next_seq;
+        let (id, bytes) = make(seq);
+        state.next_seq += 1;
+        state.bytes += bytes.len();
+        state.history.push_back(Entry {
+            seq,
+            id: id.clone(),
+            bytes,
+            at: now,
+        });
+        state.prune(limits, now);
+        for slot in &mut state.wakers {
+            if let Some(waker) = slot.take() {
+                wake.push(waker);
+            }
+        }
+        drop(state);
+        self.published.fetch_add(1, Relaxed);
+        for waker in wake {
+            waker.wake();
+        }
+        (seq, id)
+    }
+
+    /// Whether the topic can be forgotten: no subscriber and no history left.
+    pub(crate) fn idle(&self, limits: &History) -> bool {
+        if self.subscribers.load(Relaxed) > 0 {
+            return false;
+        }
+        let mut state = self.lock();
+        state.prune(limits, Instant::now());
+        state.is_empty()
+    }
+}
+
+/// History limits for tests of the ring itself.
+#[cfg(test)]
+pub(crate) fn limits(events: usize, bytes: usize, age: Option<std::time::Duration>) -> History {
+    History { events, bytes, age }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn push(topic: &Topic, limits: &History, text: &str) -> u64 {
+        topic
+            .append(limits, |seq| {
+                (Arc::from(seq.to_string()), Bytes::from(text.to_owned()))
+            })
+            .0
+    }
+
+    #[tokio::test]
+    async fn history_is_bounded_in_events_and_bytes() {
+        let topic = Topic::new(Arc::from("t"));
+        let by_count = limits(3, usize::MAX, None);
+        for i in 0..10 {
+            push(&topic, &by_count, &i.to_string());
+        }
+        assert_eq!(topic.lock().len(), 3);
+        assert!(matches!(topic.lock().read(0), Read::Lagged(7)));
+        assert!(matches!(topic.lock().read(7), Read::Entry(e) if e.seq == 7));
+        assert!(matches!(topic.lock().read(10), Read::Empty));
+
+        let by_bytes = limits(usize::MAX, 25, None);
+        let topic = Topic::new(Arc::from("t"));
+        for _ in 0..10 {
+            push(&topic, &by_bytes, "0123456789");
+        }
+        assert_eq!(topic.lock().bytes(), 20);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn history_expires_by_age() {
+        let topic = Topic::new(Arc::from("t"));
+        let aged = limits(usize::MAX, usize::MAX, Some(Duration::from_secs(10)));
+        push(&topic, &aged, "a");
+        tokio::time::advance(Duration::from_secs(11)).await;
+        push(&topic, &aged, "b");
+        assert_eq!(topic.lock().len(), 1);
+        assert_eq!(topic.lock().after_id("1"), Some(2));
+        assert_eq!(topic.lock().after_id("0"), None);
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert!(topic.idle(&aged));
+    }
+}
