@@ -2,40 +2,56 @@
 
 use bytes::{BufMut, BytesMut};
 
+/// The lines of `value` as a WHATWG parser splits them: on `\n`, `\r\n` and a lone
+/// `\r`. There is always at least one line (an empty value is one empty line).
+struct Lines<'a> {
+    bytes: &'a [u8],
+    /// Start of the next line; `None` once the last line was returned.
+    start: Option<usize>,
+}
+
+impl<'a> Iterator for Lines<'a> {
+    type Item = &'a [u8];
+
+    #[inline]
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let start = self.start?;
+        let rest = &self.bytes[start..];
+        match memchr::memchr2(b'\n', b'\r', rest) {
+            Some(offset) => {
+                let end = start + offset;
+                let crlf = self.bytes[end] == b'\r' && self.bytes.get(end + 1) == Some(&b'\n');
+                self.start = Some(end + 1 + usize::from(crlf));
+                Some(&rest[..offset])
+            }
+            None => {
+                self.start = None;
+                Some(rest)
+            }
+        }
+    }
+}
+
+fn lines(value: &str) -> Lines<'_> {
+    Lines {
+        bytes: value.as_bytes(),
+        start: Some(0),
+    }
+}
+
 /// Appends `name: value\n` once per line of `value`, splitting on `\n`, `\r\n` and a
 /// lone `\r` exactly where a WHATWG parser would. An empty line is written as `name:\n`.
 ///
 /// With an empty `name` this writes comment lines (`: text`).
 pub(crate) fn put_lines(buf: &mut BytesMut, name: &[u8], value: &str) {
-    let bytes = value.as_bytes();
-    let mut start = 0;
-    while let Some(offset) = memchr::memchr2(b'\n', b'\r', &bytes[start..]) {
-        let end = start + offset;
-        put_line(buf, name, &bytes[start..end]);
-        start = if bytes[end] == b'\r' && bytes.get(end + 1) == Some(&b'\n') {
-            end + 2
-        } else {
-            end + 1
-        };
+    for line in lines(value) {
+        put_line(buf, name, line);
     }
-    put_line(buf, name, &bytes[start..]);
 }
 
 /// Exact number of bytes [`put_lines`] appends.
 pub(crate) fn lines_len(name: &[u8], value: &str) -> usize {
-    let bytes = value.as_bytes();
-    let mut len = 0;
-    let mut start = 0;
-    while let Some(offset) = memchr::memchr2(b'\n', b'\r', &bytes[start..]) {
-        let end = start + offset;
-        len += line_len(name, end - start);
-        start = if bytes[end] == b'\r' && bytes.get(end + 1) == Some(&b'\n') {
-            end + 2
-        } else {
-            end + 1
-        };
-    }
-    len + line_len(name, bytes.len() - start)
+    lines(value).map(|line| line_len(name, line.len())).sum()
 }
 
 /// Appends one field line whose value is known to hold no line break.
