@@ -66,6 +66,15 @@ impl<St> SseBody<St> {
     }
 }
 
+/// An empty body, passed through like any other: what middleware in front of the
+/// layer (tower-http's auth, CORS and timeout layers) answers with when it refuses a
+/// request itself.
+impl<St> Default for SseBody<St> {
+    fn default() -> Self {
+        Self::other(UnsyncBoxBody::default())
+    }
+}
+
 impl<St> fmt::Debug for SseBody<St> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self.kind {

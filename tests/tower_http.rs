@@ -543,3 +543,44 @@ async fn tower_rate_limit_in_front_lets_streams_through_and_does_not_cap_open_on
     assert_eq!(stats.open_streams(), 4);
     assert_eq!(stats.streams_opened(), 4);
 }
+
+/// No adapter needed: `SseBody` is `Default`, which tower-http's auth, CORS and
+/// timeout layers need to answer by themselves.
+#[tokio::test]
+#[allow(deprecated)]
+async fn auth_cors_and_timeout_sit_directly_in_front_of_sse_layer() {
+    let (feeds_tx, mut feeds) = mpsc::unbounded_channel();
+    let svc = ServiceBuilder::new()
+        .layer(ValidateRequestHeaderLayer::bearer("secret"))
+        .layer(CorsLayer::new().allow_origin(AllowOrigin::list([HeaderValue::from_static(ORIGIN)])))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_millis(100),
+        ))
+        .layer(SseLayer::new())
+        .service_fn(move |_req: Request<Incoming>| {
+            let source = driven(&feeds_tx);
+            async move { Ok::<_, Infallible>(SseResponse::new(source)) }
+        });
+    let server = serve(svc).await;
+    let res = get(&server.url("/events"), &[]).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert!(within("401 body", res.bytes()).await.unwrap().is_empty());
+    let res = get(
+        &server.url("/events"),
+        &[("authorization", "Bearer secret"), ("origin", ORIGIN)],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN], ORIGIN);
+    let feed = next_feed(&mut feeds).await;
+    let mut events = events(res);
+    tokio::time::sleep(Duration::from_millis(150)).await; // past the timeout
+    feed.send(event(1, "late")).unwrap();
+    assert_eq!(
+        next_event(&mut events, "event after the timeout")
+            .await
+            .data,
+        "late"
+    );
+}
