@@ -319,8 +319,8 @@ async fn events_are_exact() {
     let wire = sse_body(get(&client, &demo.url("/events?count=3&interval_ms=150")).await).await;
     let elapsed = started.elapsed();
     assert_eq!(String::from_utf8(wire).unwrap(), events_wire(1..=3));
+    // Timers never fire early, so this lower bound cannot flake on a busy machine.
     assert!(elapsed >= Duration::from_millis(290), "{elapsed:?}");
-    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
 }
 
 #[tokio::test]
@@ -671,7 +671,6 @@ async fn sigterm_ends_streams_and_exits_zero() {
     .await;
     assert_sse_headers(&ticks);
 
-    let signalled = Instant::now();
     demo.signal("TERM");
     let (idle, idle_h2, ticks) =
         tokio::join!(read_to_end(idle), read_to_end(idle_h2), read_to_end(ticks));
@@ -684,9 +683,9 @@ async fn sigterm_ends_streams_and_exits_zero() {
             String::from_utf8_lossy(wire)
         );
     }
+    // `exit_status` fails the test if the process has not exited within EXIT_WITHIN.
     let status = demo.exit_status(EXIT_WITHIN).await;
     assert!(status.success(), "exit status {status}");
-    assert!(signalled.elapsed() < EXIT_WITHIN);
 }
 
 #[tokio::test]
