@@ -21,9 +21,7 @@ async fn ticks(
     let stream =
         IntervalStream::new(tokio::time::interval(Duration::from_secs(1))).map(move |_| {
             n += 1;
-            let event = Event::new().data(format!("tick {n}"));
-            // Digits never contain a line break.
-            Ok(event.clone().id(n.to_string()).unwrap_or(event))
+            Ok(Event::new().id_u64(n).data(format!("tick {n}")))
         });
     SseResponse::new(stream)
 }

@@ -41,9 +41,7 @@ fn counter(after: u64) -> impl Stream<Item = Result<Event, Infallible>> + Send {
     let mut n = after;
     IntervalStream::new(tokio::time::interval(Duration::from_secs(1))).map(move |_| {
         n += 1;
-        // Digits never contain a line break, so `id` cannot fail here.
-        let event = Event::new().data(format!("tick {n}"));
-        Ok(event.clone().id(n.to_string()).unwrap_or(event))
+        Ok(Event::new().id_u64(n).data(format!("tick {n}")))
     })
 }
 

@@ -35,7 +35,7 @@
 //!     let mut n = 0u64;
 //!     let ticks = IntervalStream::new(tokio::time::interval(Duration::from_secs(1))).map(move |_| {
 //!         n += 1;
-//!         Ok(Event::new().id(n.to_string()).expect("digits only").data(format!("tick {n}")))
+//!         Ok(Event::new().id_u64(n).data(format!("tick {n}")))
 //!     });
 //!     Ok(SseResponse::new(ticks))
 //! }

@@ -149,6 +149,20 @@ impl Event {
         Ok(self)
     }
 
+    /// Sets the `id` field to a number. Digits never break framing, so this cannot fail.
+    ///
+    /// ```
+    /// let event = tower_sse::Event::new().id_u64(42).data("x");
+    /// assert_eq!(event.encode().as_bytes(), &b"id: 42\ndata: x\n\n"[..]);
+    /// ```
+    pub fn id_u64(mut self, id: u64) -> Self {
+        let mut digits = [0; 20];
+        let digits = encode::decimal(id, &mut digits);
+        // `decimal` writes ASCII digits only.
+        self.id = Some(Cow::Owned(digits.iter().map(|&d| char::from(d)).collect()));
+        self
+    }
+
     /// Sets the `event` field: the event type a browser dispatches on
     /// (`source.addEventListener(name, …)`); without it the type is `message`.
     ///
