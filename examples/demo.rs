@@ -20,7 +20,7 @@
 //! | `GET /health` | `200 ok`, not SSE |
 //! | `GET /stream?hb_ms=H` | endless 72-byte events, as fast as the client reads; `hb_ms=0`: no heartbeat |
 //! | `GET /idle?hb_ms=H` | no events, a heartbeat every H ms (default 1000; `0`: none) |
-//! | `GET /fanout` | the shared topic: `{"seq":N,"ts_ns":T}` every `FANOUT_MS` ms, and `/publish` |
+//! | `GET /fanout` | the shared topic: `{"seq":N,"ts_ns":T}` every `FANOUT_MS` ms, and `/publish`; resumes after `Last-Event-ID` |
 //! | `POST /publish` | publishes the UTF-8 body (at most 1 MiB) to `/fanout`, 204 |
 //!
 //! Every other SSE endpoint sends a heartbeat after 15 s of silence (the layer's
@@ -34,10 +34,16 @@
 //!
 //! One [`SseLayer`] wraps one `service_fn`, [`route`]. Every SSE answer streams an
 //! [`Events`], and an endpoint whose heartbeat differs from the layer's sets its own
-//! with [`SseResponse::heartbeat`] or [`SseResponse::no_heartbeat`]. `/fanout` events
-//! are encoded once by the publisher and shared by every subscriber
-//! ([`Message::Encoded`]); the other endpoints' events are encoded by the layer as they
-//! are sent ([`Message::Event`]).
+//! with [`SseResponse::heartbeat`] or [`SseResponse::no_heartbeat`]. Their events are
+//! encoded by the layer as they are sent ([`Message::Event`]), except `/fanout`'s.
+//!
+//! `/fanout` is a topic of a [`Hub`] (the crate's `hub` feature, which the examples
+//! get through the crate's dev-dependency on itself): the ticker task and `POST
+//! /publish` call [`Hub::publish`], which encodes each event once, gives it the next
+//! id of the topic (`0`, `1`, `2`, …) and keeps it in a bounded history; each `GET
+//! /fanout` is a [`Subscription`], a cursor into that history that yields the shared
+//! bytes ([`Message::Encoded`]). A browser that reconnects sends the last id it saw
+//! and gets the events it missed, then the live ones, with no duplicate and no gap.
 
 use std::{
     convert::Infallible,
@@ -60,17 +66,13 @@ use hyper_util::{
 use tokio::{
     net::{TcpListener, TcpSocket},
     signal::unix::{signal, SignalKind},
-    sync::broadcast,
     time::{Interval, MissedTickBehavior},
 };
-use tokio_stream::{
-    wrappers::{errors::BroadcastStreamRecvError, BroadcastStream},
-    Stream,
-};
+use tokio_stream::Stream;
 use tower::{Layer as _, ServiceExt as _};
 use tower_sse::{
-    BoxError, BufferLimits, EncodedEvent, Event, LastEventId, Message, Overflow, SseLayer,
-    SseResponse,
+    hub::{History, Hub, Lag, Resume, Subscription},
+    BoxError, BufferLimits, Event, LastEventId, Message, Overflow, SseLayer, SseResponse,
 };
 
 const DEFAULT_PORT: u16 = 3000;
@@ -90,8 +92,12 @@ const STREAM_PAD: &str = "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
 const _: () = assert!(STREAM_PAD.len() == STREAM_DATA_LEN - r#"{"seq":0,"pad":""}"#.len());
 
 const DEFAULT_FANOUT_MS: u64 = 100;
-/// Events a `/fanout` subscriber may fall behind before it loses the oldest.
-const FANOUT_CAPACITY: usize = 1024;
+/// The hub topic behind `/fanout` and `/publish`.
+const FANOUT_TOPIC: &str = "fanout";
+/// The `/fanout` history: the newest events kept for replay, at most this many and at
+/// most this many bytes (more than the largest `/publish` event, 1 MiB and its
+/// field names). A subscriber further behind has lost events.
+const FANOUT_HISTORY: History = History::new(1024, 8 << 20);
 /// The largest `/publish` body.
 const MAX_PUBLISH_BYTES: usize = 1 << 20;
 /// How much of a too-large `/publish` body is read and discarded before answering 413,
@@ -110,11 +116,16 @@ async fn main() -> Result<(), BoxError> {
     let port = u16::try_from(env_number("PORT", DEFAULT_PORT.into(), u16::MAX.into())?)?;
     let fanout_ms = env_number("FANOUT_MS", DEFAULT_FANOUT_MS, MAX_MS)?.max(1);
 
-    let (topic, _) = broadcast::channel(FANOUT_CAPACITY);
-    tokio::spawn(publish_ticks(
-        topic.clone(),
-        Duration::from_millis(fanout_ms),
-    ));
+    // A subscriber that falls behind the whole history gets a `: lagged N` comment
+    // where the lost events were and goes on with the oldest one still kept.
+    let hub = Hub::with(
+        FANOUT_HISTORY,
+        Lag::event(|lost| Event::new().comment(format!("lagged {lost}"))),
+    );
+    // The first tick goes out now, before the server accepts anybody: no client can see
+    // a later event before it. The ticker task publishes the others.
+    publish_tick(&hub, 0).await;
+    tokio::spawn(publish_ticks(hub.clone(), Duration::from_millis(fanout_ms)));
 
     // The buffer is a setting of the layer, so it is the same for every endpoint; it is
     // chosen for `/slow`. With `Overflow::Wait` the layer polls a source only when the
@@ -124,7 +135,7 @@ async fn main() -> Result<(), BoxError> {
         .buffer(BufferLimits::new(64, 64 * 1024))
         .on_overflow(Overflow::Wait);
     let shutdown = sse.shutdown_handle();
-    let app = sse.layer(tower::service_fn(move |req| route(topic.clone(), req)));
+    let app = sse.layer(tower::service_fn(move |req| route(hub.clone(), req)));
 
     let listener = bind(&host, port).await?;
     let mut sigterm = signal(SignalKind::terminate())?;
@@ -213,22 +224,20 @@ async fn bind(host: &str, port: u16) -> io::Result<TcpListener> {
 // The router
 // ---------------------------------------------------------------------------------
 
-/// The `/fanout` topic: events encoded once, shared by every subscriber.
-type Topic = broadcast::Sender<EncodedEvent>;
-
 type Answer = SseResponse<Events>;
 
 /// Every endpoint, by method and path.
-async fn route(topic: Topic, req: Request<Incoming>) -> Result<Answer, Infallible> {
-    Ok(match *req.method() {
-        Method::GET => get(&topic, &req).unwrap_or_else(BadParam::answer),
-        Method::POST if req.uri().path() == "/publish" => publish(&topic, req).await,
+async fn route(hub: Hub, req: Request<Incoming>) -> Result<Answer, Infallible> {
+    Ok(match (req.method(), req.uri().path()) {
+        (&Method::GET, "/fanout") => fanout(&hub, &req).await,
+        (&Method::GET, _) => get(&req).unwrap_or_else(BadParam::answer),
+        (&Method::POST, "/publish") => publish(&hub, req).await,
         _ => not_found(),
     })
 }
 
-/// The `GET` endpoints.
-fn get(topic: &Topic, req: &Request<Incoming>) -> Result<Answer, BadParam> {
+/// The `GET` endpoints but `/fanout`.
+fn get(req: &Request<Incoming>) -> Result<Answer, BadParam> {
     let query = req.uri().query();
     let answer = match req.uri().path() {
         "/" => text(StatusCode::OK, "text/html; charset=utf-8", PAGE),
@@ -277,10 +286,27 @@ fn get(topic: &Topic, req: &Request<Incoming>) -> Result<Answer, BadParam> {
             let res = SseResponse::new(Events::Silent);
             heartbeat(res, query, "hb_ms", 1_000, true)?
         }
-        "/fanout" => SseResponse::new(Events::Fanout(BroadcastStream::new(topic.subscribe()))),
         _ => not_found(),
     };
     Ok(answer)
+}
+
+/// `GET /fanout`: a subscription to the topic. With the `Last-Event-ID` of a browser
+/// that reconnects (the layer puts it in the request's extensions), it starts with the
+/// events published since that one, from the history.
+async fn fanout(hub: &Hub, req: &Request<Incoming>) -> Answer {
+    let last_event_id = req.extensions().get::<LastEventId>().cloned();
+    let subscription = hub.subscribe(FANOUT_TOPIC, last_event_id.as_ref()).await;
+    let first = match subscription.resume() {
+        Resume::Live | Resume::Replay { .. } => None,
+        // The id is older than the history (or from before a restart): events were
+        // lost. An application would send its whole state here; the demo says so.
+        Resume::Unknown => Some(Event::new().comment("unknown Last-Event-ID: events missed")),
+    };
+    SseResponse::new(Events::Fanout {
+        first,
+        subscription,
+    })
 }
 
 /// `res` with a heartbeat every `name=…` ms from the query (`default_ms` when absent).
@@ -301,7 +327,7 @@ fn heartbeat(
 
 /// `POST /publish`: the body, if UTF-8 and at most 1 MiB, becomes one event's data on
 /// the `/fanout` topic.
-async fn publish(topic: &Topic, req: Request<Incoming>) -> Answer {
+async fn publish(hub: &Hub, req: Request<Incoming>) -> Answer {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -323,9 +349,15 @@ async fn publish(topic: &Topic, req: Request<Incoming>) -> Answer {
     let Ok(data) = String::from_utf8(Vec::from(bytes)) else {
         return bad_request("the request body is not UTF-8\n");
     };
-    // Encoded once here; every subscriber gets the same bytes. With no subscriber the
-    // send fails, and there is nobody to tell.
-    let _ = topic.send(Event::new().data(data).encode());
+    // Encoded once by the hub; every subscriber gets the same bytes. (An in-process hub
+    // never fails; a hub with a backplane can.)
+    if let Err(err) = hub.publish(FANOUT_TOPIC, Event::new().data(data)).await {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain; charset=utf-8",
+            format!("{err}\n"),
+        );
+    }
     let mut res = Response::new(Full::new(Bytes::new()));
     *res.status_mut() = StatusCode::NO_CONTENT;
     SseResponse::other(res)
@@ -413,8 +445,9 @@ fn param(query: Option<&str>, name: &'static str, max: u64) -> Result<Option<u64
 // ---------------------------------------------------------------------------------
 
 /// The event source of every SSE endpoint. A plain enum rather than a boxed stream:
-/// the layer polls it without a virtual call, and every variant but `Fanout` makes its
-/// events only when polled, so with `Overflow::Wait` nothing piles up for a slow reader.
+/// the layer polls it without a virtual call. Every variant but `Fanout` makes its
+/// events only when polled, and a `Fanout` subscription is only a cursor into the
+/// topic's history, so with `Overflow::Wait` nothing piles up for a slow reader.
 enum Events {
     /// A fixed list of events, then the end.
     List(std::vec::IntoIter<Event>),
@@ -428,10 +461,14 @@ enum Events {
     Seq(u64),
     /// No events ever; the layer sends heartbeats and ends the stream at shutdown.
     Silent,
-    /// A `/fanout` subscription. The topic keeps the last [`FANOUT_CAPACITY`] events; a
-    /// subscriber further behind loses the oldest, gets a `: lagged N` comment where
-    /// they were, and carries on with the oldest event still there.
-    Fanout(BroadcastStream<EncodedEvent>),
+    /// A `/fanout` subscription, after `first` if set. The topic keeps the newest
+    /// events ([`FANOUT_HISTORY`]); a subscriber further behind loses the oldest, gets
+    /// a `: lagged N` comment where they were, and carries on with the oldest event
+    /// still there.
+    Fanout {
+        first: Option<Event>,
+        subscription: Subscription,
+    },
 }
 
 impl Events {
@@ -462,13 +499,14 @@ impl Stream for Events {
                 Some(Message::Event(event))
             }
             Events::Silent => return Poll::Pending,
-            Events::Fanout(topic) => match ready!(Pin::new(topic).poll_next(cx)) {
-                // Sent as encoded by the publisher, not encoded again.
-                Some(Ok(shared)) => Some(Message::Encoded(shared)),
-                Some(Err(BroadcastStreamRecvError::Lagged(n))) => {
-                    Some(Message::Event(Event::new().comment(format!("lagged {n}"))))
-                }
-                None => None,
+            Events::Fanout {
+                first,
+                subscription,
+            } => match first.take() {
+                Some(event) => Some(Message::Event(event)),
+                // The hub's items: the shared bytes ([`Message::Encoded`], not encoded
+                // again) and the lag comment.
+                None => return Pin::new(subscription).poll_next(cx),
             },
         };
         Poll::Ready(message.map(Ok))
@@ -520,21 +558,27 @@ fn seq_event(seq: u64) -> Event {
     Event::new().data(data)
 }
 
-/// Publishes `{"seq":N,"ts_ns":T}` to the topic every `every`, forever.
-async fn publish_ticks(topic: Topic, every: Duration) {
-    let mut ticks = tokio::time::interval(every);
+/// Publishes ticks `1`, `2`, … to the topic, one every `every` (tick 0 is published
+/// at start-up), forever.
+async fn publish_ticks(hub: Hub, every: Duration) {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut seq: u64 = 0;
+    let mut seq: u64 = 1;
     loop {
         ticks.tick().await;
-        let ts_ns = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |since| since.as_nanos());
-        let event = Event::new()
-            .data(format!("{{\"seq\":{seq},\"ts_ns\":{ts_ns}}}"))
-            .encode();
-        // No subscriber: nobody to deliver to.
-        let _ = topic.send(event);
+        publish_tick(&hub, seq).await;
         seq = seq.wrapping_add(1);
+    }
+}
+
+/// Publishes tick `seq`: `{"seq":N,"ts_ns":T}`, T taken just before.
+async fn publish_tick(hub: &Hub, seq: u64) {
+    let ts_ns = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_nanos());
+    let event = Event::new().data(format!("{{\"seq\":{seq},\"ts_ns\":{ts_ns}}}"));
+    // Kept in the history even with no subscriber, for clients that reconnect.
+    if let Err(err) = hub.publish(FANOUT_TOPIC, event).await {
+        eprintln!("publishing tick {seq} failed: {err}");
     }
 }
