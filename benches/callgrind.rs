@@ -14,8 +14,9 @@ mod common;
 use std::hint::black_box;
 
 use common::{
-    axum_body, axum_event, axum_idle_keep_alive, frame_buffer, paused_runtime, runtime, tower_body,
-    tower_event, tower_idle_heartbeats, AxumFrames, DATA, MULTILINE,
+    axum_body, axum_event, axum_idle_keep_alive, frame_buffer, idle_many, paused_runtime, runtime,
+    tower_body, tower_body_ticker, tower_event, tower_idle_heartbeats,
+    tower_idle_heartbeats_ticker, AxumFrames, DATA, MULTILINE,
 };
 
 /// Workload names and what each does `count` times.
@@ -63,6 +64,26 @@ const WORKLOADS: &[(&str, &str)] = &[
     (
         "tower_idle_heartbeats",
         "tower-sse: <count> heartbeats from an idle body (paused clock)",
+    ),
+    (
+        "tower_idle_heartbeats_ticker",
+        "tower-sse: <count> heartbeats from an idle body, Heartbeat::shared_ticker()",
+    ),
+    (
+        "idle1000_timer",
+        "tower-sse: 1000 idle streams on their own tasks, <count> heartbeats each (default timer)",
+    ),
+    (
+        "idle1000_ticker",
+        "tower-sse: the same with Heartbeat::shared_ticker()",
+    ),
+    (
+        "idle1000_axum",
+        "axum: 1000 idle Sse bodies with KeepAlive, <count> comments each",
+    ),
+    (
+        "tower_body_ticker",
+        "tower-sse: drain an SseLayer body of <count> 72-byte events, shared ticker 15 s",
     ),
     (
         "axum_idle_keep_alive",
@@ -116,6 +137,21 @@ fn run(workload: &str, count: usize) -> bool {
         }
         "tower_idle_heartbeats" => {
             black_box(paused_runtime().block_on(tower_idle_heartbeats(count)));
+        }
+        "tower_idle_heartbeats_ticker" => {
+            black_box(paused_runtime().block_on(tower_idle_heartbeats_ticker(count)));
+        }
+        "idle1000_timer" | "idle1000_ticker" | "idle1000_axum" => {
+            let kind = &workload["idle1000_".len()..];
+            let kind: &'static str = match kind {
+                "timer" => "timer",
+                "ticker" => "ticker",
+                _ => "axum",
+            };
+            black_box(paused_runtime().block_on(idle_many(kind, 1000, count)));
+        }
+        "tower_body_ticker" => {
+            black_box(runtime().block_on(tower_body_ticker(count)));
         }
         "axum_idle_keep_alive" => {
             black_box(paused_runtime().block_on(axum_idle_keep_alive(count)));

@@ -72,12 +72,19 @@ for w in tower_encode_to_multiline axum_body_frame_multiline; do
   measure "$w" 100000
 done
 echo "== body: N=10000 always-ready 72-byte events, drained with BodyExt::frame"
-for w in tower_body_heartbeat tower_body_no_heartbeat axum_body_keep_alive axum_body_no_keep_alive; do
+for w in tower_body_heartbeat tower_body_ticker tower_body_no_heartbeat axum_body_keep_alive axum_body_no_keep_alive; do
   measure "$w" 10000
 done
 echo "== idle: N=10000 heartbeats from a body whose source never yields (paused clock)"
-for w in tower_idle_heartbeats axum_idle_keep_alive; do
+for w in tower_idle_heartbeats tower_idle_heartbeats_ticker axum_idle_keep_alive; do
   measure "$w" 10000
+done
+echo "== idle, 1000 streams on their own tasks: N=20 heartbeats each (per-heartbeat figure = Ir / 1000)"
+for w in idle1000_timer idle1000_ticker idle1000_axum; do
+  measure "$w" 20
+done
+for w in idle1000_timer idle1000_ticker idle1000_axum; do
+  per_event[$w]=$(awk -v x="${per_event[$w]}" 'BEGIN { printf "%.1f", x / 1000 }')
 done
 
 cat <<TABLE
@@ -91,6 +98,10 @@ cat <<TABLE
 | multi-line event, axum Sse body frame vs tower-sse encode_to (reused buffer) | ${per_event[axum_body_frame_multiline]} | ${per_event[tower_encode_to_multiline]} | $(ratio "${per_event[axum_body_frame_multiline]}" "${per_event[tower_encode_to_multiline]}") |
 | body, axum KeepAlive 15 s vs tower-sse heartbeat 15 s | ${per_event[axum_body_keep_alive]} | ${per_event[tower_body_heartbeat]} | $(ratio "${per_event[axum_body_keep_alive]}" "${per_event[tower_body_heartbeat]}") |
 | body, axum no KeepAlive vs tower-sse no_heartbeat | ${per_event[axum_body_no_keep_alive]} | ${per_event[tower_body_no_heartbeat]} | $(ratio "${per_event[axum_body_no_keep_alive]}" "${per_event[tower_body_no_heartbeat]}") |
+| busy body, axum KeepAlive vs tower-sse shared ticker 15 s | ${per_event[axum_body_keep_alive]} | ${per_event[tower_body_ticker]} | $(ratio "${per_event[axum_body_keep_alive]}" "${per_event[tower_body_ticker]}") |
+| idle, Ir per heartbeat: axum KeepAlive vs tower-sse shared ticker | ${per_event[axum_idle_keep_alive]} | ${per_event[tower_idle_heartbeats_ticker]} | $(ratio "${per_event[axum_idle_keep_alive]}" "${per_event[tower_idle_heartbeats_ticker]}") |
+| idle x1000, Ir per heartbeat: axum KeepAlive vs tower-sse timer | ${per_event[idle1000_axum]} | ${per_event[idle1000_timer]} | $(ratio "${per_event[idle1000_axum]}" "${per_event[idle1000_timer]}") |
+| idle x1000, Ir per heartbeat: axum KeepAlive vs tower-sse shared ticker | ${per_event[idle1000_axum]} | ${per_event[idle1000_ticker]} | $(ratio "${per_event[idle1000_axum]}" "${per_event[idle1000_ticker]}") |
 | idle, Ir per heartbeat: axum KeepAlive vs tower-sse heartbeat (body and timer only) | ${per_event[axum_idle_keep_alive]} | ${per_event[tower_idle_heartbeats]} | $(ratio "${per_event[axum_idle_keep_alive]}" "${per_event[tower_idle_heartbeats]}") |
 TABLE
 if [ "$annotate" = 1 ]; then

@@ -294,7 +294,7 @@ where
             // A timer needs a tokio runtime with time enabled; without one, no heartbeat.
             heartbeat: heartbeat
                 .filter(|_| tokio::runtime::Handle::try_current().is_ok())
-                .map(HeartbeatTimer::new),
+                .map(|hb| HeartbeatTimer::new(hb, &config.shared)),
             stopping: false,
             done: false,
             guard: Guard {

@@ -41,6 +41,8 @@ pub(crate) struct Shared {
     last_event: Mutex<Option<Bytes>>,
     conns: Mutex<Slab>,
     closed: Notify,
+    /// Shared heartbeat tickers, by interval (`Heartbeat::shared_ticker`).
+    tickers: Mutex<Vec<(std::time::Duration, Arc<crate::heartbeat::Ticker>)>>,
 }
 
 /// Open streams, by slot; a freed slot is reused.
@@ -83,6 +85,17 @@ impl Shared {
         if empty {
             self.closed.notify_waiters();
         }
+    }
+
+    /// The ticker of this layer for `interval`, started on first use.
+    pub(crate) fn ticker(&self, interval: std::time::Duration) -> Arc<crate::heartbeat::Ticker> {
+        let mut tickers = lock(&self.tickers);
+        if let Some((_, ticker)) = tickers.iter().find(|(i, _)| *i == interval) {
+            return ticker.clone();
+        }
+        let ticker = crate::heartbeat::Ticker::start(interval);
+        tickers.push((interval, ticker.clone()));
+        ticker
     }
 
     #[inline]

@@ -174,6 +174,16 @@ pub(crate) async fn tower_body(n: usize, heartbeat: bool) -> Drained {
     } else {
         SseLayer::new().no_heartbeat()
     };
+    tower_body_with(layer, n).await
+}
+
+/// A busy body with `Heartbeat::shared_ticker()` (15 s).
+pub(crate) async fn tower_body_ticker(n: usize) -> Drained {
+    let heartbeat = tower_sse::Heartbeat::new(std::time::Duration::from_secs(15)).shared_ticker();
+    tower_body_with(SseLayer::new().heartbeat(heartbeat), n).await
+}
+
+async fn tower_body_with(layer: SseLayer, n: usize) -> Drained {
     let svc = layer.layer(service_fn(move |_req: Request<()>| async move {
         let events = stream::repeat_with(|| Ok::<_, Infallible>(Event::new().data(DATA))).take(n);
         Ok::<_, Infallible>(SseResponse::new(events))
@@ -206,7 +216,17 @@ pub(crate) async fn axum_body(n: usize, keep_alive: bool) -> Drained {
 /// Takes `n` heartbeats from an idle tower-sse body (the source never yields) on a
 /// paused clock: each `frame().await` auto-advances to the next heartbeat.
 pub(crate) async fn tower_idle_heartbeats(n: usize) -> Drained {
-    let svc = SseLayer::new().layer(service_fn(|_req: Request<()>| async {
+    tower_idle_heartbeats_with(SseLayer::new(), n).await
+}
+
+/// The same with `Heartbeat::shared_ticker()` (15 s).
+pub(crate) async fn tower_idle_heartbeats_ticker(n: usize) -> Drained {
+    let heartbeat = tower_sse::Heartbeat::new(std::time::Duration::from_secs(15)).shared_ticker();
+    tower_idle_heartbeats_with(SseLayer::new().heartbeat(heartbeat), n).await
+}
+
+async fn tower_idle_heartbeats_with(layer: SseLayer, n: usize) -> Drained {
+    let svc = layer.layer(service_fn(|_req: Request<()>| async {
         Ok::<_, Infallible>(SseResponse::new(
             stream::pending::<Result<Event, Infallible>>(),
         ))
@@ -216,6 +236,33 @@ pub(crate) async fn tower_idle_heartbeats(n: usize) -> Drained {
         Err(never) => match never {},
     };
     take_frames(response.into_body(), n).await
+}
+
+/// `conns` idle streams, each on its own task (as hyper runs connections), each taking
+/// `n` heartbeats; `kind` is "timer" (tower-sse default), "ticker" (tower-sse shared
+/// ticker) or "axum" (`KeepAlive::new()`).
+pub(crate) async fn idle_many(kind: &'static str, conns: usize, n: usize) -> usize {
+    let layer = match kind {
+        "ticker" => SseLayer::new().heartbeat(
+            tower_sse::Heartbeat::new(std::time::Duration::from_secs(15)).shared_ticker(),
+        ),
+        _ => SseLayer::new(),
+    };
+    let mut tasks = Vec::with_capacity(conns);
+    for _ in 0..conns {
+        let layer = layer.clone();
+        tasks.push(tokio::spawn(async move {
+            if kind == "axum" {
+                return axum_idle_keep_alive(n).await.frames;
+            }
+            tower_idle_heartbeats_with(layer, n).await.frames
+        }));
+    }
+    let mut frames = 0;
+    for task in tasks {
+        frames += task.await.unwrap_or(0);
+    }
+    frames
 }
 
 /// The same for axum's `Sse` with `KeepAlive::new()` (15 s).

@@ -51,7 +51,12 @@ use std::{
 use bytes::{Bytes, BytesMut};
 use tokio::time::{Instant, Sleep};
 
-use crate::{event::put_lines, Event};
+use crate::{event::put_lines, shutdown::Shared, Event};
+
+mod ticker;
+
+pub(crate) use self::ticker::Ticker;
+use self::ticker::TickerHeartbeat;
 
 /// Heartbeat configuration: the interval and the bytes sent.
 ///
@@ -70,6 +75,7 @@ use crate::{event::put_lines, Event};
 pub struct Heartbeat {
     interval: Duration,
     bytes: Bytes,
+    shared: bool,
 }
 
 impl Heartbeat {
@@ -94,6 +100,7 @@ impl Heartbeat {
         Self {
             interval: interval.clamp(Duration::from_millis(1), Self::MAX_INTERVAL),
             bytes: Bytes::from_static(b":\n\n"),
+            shared: false,
         }
     }
 
@@ -123,6 +130,34 @@ impl Heartbeat {
         self
     }
 
+    /// Schedules heartbeats with one ticker per layer and interval instead of a timer
+    /// per stream.
+    ///
+    /// The ticker ticks eight times per interval and wakes only the streams that are
+    /// due; a stream keeps no timer (about 110 bytes less per stream, no timer-wheel
+    /// work per heartbeat) and records a write with one atomic load. Measured with
+    /// callgrind on 1,000 idle streams it costs 0.6x the instructions per heartbeat of
+    /// the default. The price is precision: a heartbeat comes after between one and
+    /// 9/8 intervals of silence (exactly one interval apart on an idle stream), and
+    /// streams opened together beat together. The ticker task runs on the runtime of
+    /// the first stream that uses it, for as long as the layer lives. The default
+    /// per-stream timer sends it after exactly one interval. BENCHMARKS.md compares the two.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let hb = tower_sse::Heartbeat::new(Duration::from_secs(15)).shared_ticker();
+    /// assert!(hb.is_shared_ticker());
+    /// ```
+    pub fn shared_ticker(mut self) -> Self {
+        self.shared = true;
+        self
+    }
+
+    /// Whether [`shared_ticker`](Self::shared_ticker) was chosen.
+    pub fn is_shared_ticker(&self) -> bool {
+        self.shared
+    }
+
     /// The interval of silence after which a heartbeat is sent.
     pub fn interval(&self) -> Duration {
         self.interval
@@ -140,22 +175,29 @@ impl From<Duration> for Heartbeat {
     }
 }
 
-/// Per-connection heartbeat timer (see the module docs for the design).
+/// Per-connection heartbeat schedule (see the module docs for the design).
 #[derive(Debug)]
 pub(crate) struct HeartbeatTimer {
-    sleep: Pin<Box<Sleep>>,
-    interval: Duration,
-    last_write: Instant,
+    kind: TimerKind,
     bytes: Bytes,
 }
 
+#[derive(Debug)]
+enum TimerKind {
+    Own(OwnTimer),
+    Shared(TickerHeartbeat),
+}
+
 impl HeartbeatTimer {
-    pub(crate) fn new(heartbeat: &Heartbeat) -> Self {
-        let now = Instant::now();
+    /// Must be called within a tokio runtime with time enabled.
+    pub(crate) fn new(heartbeat: &Heartbeat, shared: &Shared) -> Self {
+        let kind = if heartbeat.shared {
+            TimerKind::Shared(TickerHeartbeat::new(shared.ticker(heartbeat.interval)))
+        } else {
+            TimerKind::Own(OwnTimer::new(heartbeat.interval))
+        };
         Self {
-            sleep: Box::pin(tokio::time::sleep_until(now + heartbeat.interval)),
-            interval: heartbeat.interval,
-            last_write: now,
+            kind,
             bytes: heartbeat.bytes.clone(),
         }
     }
@@ -165,20 +207,52 @@ impl HeartbeatTimer {
         &self.bytes
     }
 
-    /// Records that bytes were written now. Does not touch the timer.
+    /// Records that bytes were written now. Does not touch any timer.
     #[inline]
     pub(crate) fn wrote(&mut self) {
-        self.last_write = Instant::now();
+        match &mut self.kind {
+            TimerKind::Own(timer) => timer.last_write = Instant::now(),
+            TimerKind::Shared(ticker) => ticker.wrote(),
+        }
     }
 
-    /// The time of the last write.
+    /// About when the last write (or heartbeat) happened.
     pub(crate) fn last_write(&self) -> Instant {
-        self.last_write
+        match &self.kind {
+            TimerKind::Own(timer) => timer.last_write,
+            TimerKind::Shared(_) => Instant::now(),
+        }
     }
 
-    /// Ready when the connection has been silent for a whole interval; the caller then
-    /// sends a heartbeat (the timer counts it as a write).
+    /// Ready when the connection has been silent long enough; the caller then sends a
+    /// heartbeat (which counts as a write).
     pub(crate) fn poll_due(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        match &mut self.kind {
+            TimerKind::Own(timer) => timer.poll_due(cx),
+            TimerKind::Shared(ticker) => ticker.poll_due(cx),
+        }
+    }
+}
+
+/// The default design: one `Sleep` per stream, never reset per event.
+#[derive(Debug)]
+struct OwnTimer {
+    sleep: Pin<Box<Sleep>>,
+    interval: Duration,
+    last_write: Instant,
+}
+
+impl OwnTimer {
+    fn new(interval: Duration) -> Self {
+        let now = Instant::now();
+        Self {
+            sleep: Box::pin(tokio::time::sleep_until(now + interval)),
+            interval,
+            last_write: now,
+        }
+    }
+
+    fn poll_due(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         loop {
             ready!(self.sleep.as_mut().poll(cx));
             // The timer fired, so the clock is at or past its deadline: comparing with

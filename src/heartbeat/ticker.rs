@@ -1,0 +1,128 @@
+//! The shared-ticker heartbeat design ([`Heartbeat::shared_ticker`](super::Heartbeat::shared_ticker)).
+//!
+//! One task per layer and interval ticks eight times per interval and wakes only the
+//! streams whose heartbeat falls due at that tick. A stream has no timer of its own:
+//! writing records the current tick number (one atomic load per body frame), and an
+//! idle stream parks its waker in the bucket of the tick at which it is due.
+
+use std::{
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex, MutexGuard, PoisonError, Weak,
+    },
+    task::{Context, Poll, Waker},
+    time::Duration,
+};
+
+/// Ticks per interval: a heartbeat is at most 1/8 interval late.
+const TICKS_PER_INTERVAL: u32 = 8;
+/// Ticks between a write and the heartbeat: the stream has then been silent for more
+/// than one interval (and at most 9/8).
+const QUIET_TICKS: u64 = TICKS_PER_INTERVAL as u64 + 1;
+/// Due ticks lie at most `QUIET_TICKS` ahead.
+const BUCKETS: usize = QUIET_TICKS as usize + 1;
+
+#[derive(Debug)]
+pub(crate) struct Ticker {
+    epoch: AtomicU64,
+    /// Wakers by the tick (mod BUCKETS) at which they are due.
+    buckets: Mutex<[Vec<Waker>; BUCKETS]>,
+}
+
+impl Ticker {
+    /// A ticker whose task ticks every `interval / 8` until the returned `Arc` (and its
+    /// clones) are gone. Must be called within a tokio runtime.
+    pub(crate) fn start(interval: Duration) -> Arc<Self> {
+        let ticker = Arc::new(Self {
+            epoch: AtomicU64::new(0),
+            buckets: Mutex::new(Default::default()),
+        });
+        let weak: Weak<Self> = Arc::downgrade(&ticker);
+        let period = (interval / TICKS_PER_INTERVAL).max(Duration::from_millis(1));
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(period);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                let Some(ticker) = weak.upgrade() else {
+                    return;
+                };
+                ticker.tick();
+            }
+        });
+        ticker
+    }
+
+    fn lock(&self) -> MutexGuard<'_, [Vec<Waker>; BUCKETS]> {
+        self.buckets.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn tick(&self) {
+        let mut buckets = self.lock();
+        let epoch = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
+        let due = std::mem::take(&mut buckets[(epoch % BUCKETS as u64) as usize]);
+        drop(buckets);
+        for waker in due {
+            waker.wake();
+        }
+    }
+
+    #[inline]
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Wakes `waker` at tick `due` (at once if it has passed).
+    fn park(&self, due: u64, waker: &Waker) {
+        let mut buckets = self.lock();
+        if self.epoch.load(Ordering::Acquire) >= due {
+            drop(buckets);
+            waker.wake_by_ref();
+            return;
+        }
+        buckets[(due % BUCKETS as u64) as usize].push(waker.clone());
+    }
+}
+
+/// One stream's view of a [`Ticker`].
+#[derive(Debug)]
+pub(crate) struct TickerHeartbeat {
+    ticker: Arc<Ticker>,
+    /// The tick during which the stream last wrote.
+    last_write: u64,
+    /// The tick this stream's waker is parked for.
+    parked: Option<u64>,
+}
+
+impl TickerHeartbeat {
+    pub(crate) fn new(ticker: Arc<Ticker>) -> Self {
+        let last_write = ticker.epoch();
+        Self {
+            ticker,
+            last_write,
+            parked: None,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn wrote(&mut self) {
+        self.last_write = self.ticker.epoch();
+    }
+
+    pub(crate) fn poll_due(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let due = self.last_write + QUIET_TICKS;
+        if self.ticker.epoch() >= due {
+            // The heartbeat goes out at this tick: count it as written at the end of
+            // the previous one, so that idle heartbeats come exactly an interval apart.
+            self.last_write = due - 1;
+            self.parked = None;
+            return Poll::Ready(());
+        }
+        if self.parked != Some(due) {
+            self.ticker.park(due, cx.waker());
+            self.parked = Some(due);
+        }
+        Poll::Pending
+    }
+}

@@ -1,0 +1,99 @@
+//! `Heartbeat::shared_ticker`: one ticker per layer and interval, on tokio's paused clock.
+
+use std::{convert::Infallible, time::Duration};
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::BodyExt;
+use tokio::time::Instant;
+use tokio_stream::{Stream, StreamExt};
+use tower::{service_fn, Layer, ServiceExt};
+use tower_sse::{Event, Heartbeat, SseBody, SseLayer, SseResponse};
+
+const INTERVAL: Duration = Duration::from_millis(100);
+
+async fn body<St>(layer: SseLayer, source: St) -> SseBody<St>
+where
+    St: Stream<Item = Result<Event, Infallible>> + Send + 'static,
+{
+    let mut source = Some(source);
+    let svc = layer.layer(service_fn(move |_req: Request<()>| {
+        let source = source.take().expect("one request");
+        async move { Ok::<_, Infallible>(SseResponse::new(source)) }
+    }));
+    svc.oneshot(Request::new(())).await.unwrap().into_body()
+}
+
+async fn next(
+    body: &mut (impl http_body::Body<Data = Bytes, Error = tower_sse::BoxError> + Unpin),
+) -> Bytes {
+    tokio::time::timeout(Duration::from_secs(3600), body.frame())
+        .await
+        .expect("a frame within the hour")
+        .expect("stream open")
+        .expect("no error")
+        .into_data()
+        .expect("data frame")
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_streams_get_one_heartbeat_per_interval() {
+    let layer = SseLayer::new().heartbeat(Heartbeat::new(INTERVAL).shared_ticker());
+    let mut a = body(layer.clone(), tokio_stream::pending()).await;
+    let mut b = body(layer.clone(), tokio_stream::pending()).await;
+    let start = Instant::now();
+    let mut at = Vec::new();
+    for _ in 0..5 {
+        assert_eq!(&next(&mut a).await[..], b":\n\n");
+        at.push(start.elapsed());
+        assert_eq!(&next(&mut b).await[..], b":\n\n");
+    }
+    // The first after 1 to 9/8 intervals of silence (plus tokio's 1 ms timer
+    // resolution), then exactly one interval apart.
+    assert!(
+        at[0] > INTERVAL && at[0] <= INTERVAL * 9 / 8 + Duration::from_millis(1),
+        "{at:?}"
+    );
+    for pair in at.windows(2) {
+        assert_eq!(pair[1] - pair[0], INTERVAL, "{at:?}");
+    }
+    assert_eq!(layer.stats().heartbeats_sent(), 10);
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_heartbeat_while_events_come_faster_than_the_interval() {
+    let layer = SseLayer::new().heartbeat(Heartbeat::new(INTERVAL).shared_ticker());
+    let ticks = tokio_stream::wrappers::IntervalStream::new(tokio::time::interval(INTERVAL / 3))
+        .take(30)
+        .map(|_| Ok(Event::new().data("x")));
+    let mut body = body(layer.clone(), ticks).await;
+    let mut frames = Vec::new();
+    while let Some(frame) = body.frame().await {
+        frames.push(frame.unwrap().into_data().unwrap());
+    }
+    assert_eq!(frames.len(), 30);
+    assert!(frames.iter().all(|f| &f[..] == b"data: x\n\n"));
+    assert_eq!(layer.stats().heartbeats_sent(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pause_in_the_events_is_filled_with_heartbeats() {
+    let layer = SseLayer::new().heartbeat(Heartbeat::new(INTERVAL).shared_ticker());
+    // Two events 1 s apart: the silence between them gets heartbeats.
+    let events = tokio_stream::iter([0u64, 1000]).then(|ms| async move {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        Ok(Event::new().data(ms.to_string()))
+    });
+    let mut body = body(layer.clone(), Box::pin(events)).await;
+    let mut wire = Vec::new();
+    while let Some(frame) = body.frame().await {
+        wire.extend_from_slice(&frame.unwrap().into_data().unwrap());
+    }
+    let text = String::from_utf8(wire).unwrap();
+    assert!(text.starts_with("data: 0\n\n:\n\n"), "{text:?}");
+    assert!(text.ends_with(":\n\ndata: 1000\n\n"), "{text:?}");
+    let beats = text.matches(":\n\n").count();
+    // Silence of 1 s with a 100 ms interval: the first after 100-112.5 ms, then every
+    // 100 ms until the event at 1000 ms: 9 heartbeats.
+    assert_eq!(beats, 9, "{text:?}");
+}
