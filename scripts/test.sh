@@ -16,6 +16,10 @@ command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
+# The Redis backplane tests (tests/redis.rs, tests/redis_demo.rs) start their own
+# redis-server (Debian's) on free loopback ports, with temporary directories, and fail
+# without one; REDIS_SERVER_BIN may name another binary.
+[ -n "${REDIS_SERVER_BIN:-}" ] || command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "installing ${need_apt[*]} (apt)"
   export DEBIAN_FRONTEND=noninteractive

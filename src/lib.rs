@@ -70,6 +70,7 @@
 //! | `json` | [`Event::json_data`] through `serde_json` |
 //! | `axum` | [`axum`]: `IntoResponse` for [`SseResponse`], `Option<LastEventId>` extractor |
 //! | `hub` | [`hub`]: publish once to many subscribers, bounded history, replay |
+//! | `redis` | [`hub::RedisBackplane`], [`Hub::redis`](hub::Hub::redis): the hub across instances on Redis Streams (Rust 1.88, the `redis` crate's) |
 
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]

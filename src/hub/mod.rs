@@ -23,6 +23,12 @@
 //! [`Lag::Event`] it gets an event carrying the number of lost events and goes on.
 //! Either way [`TopicStats::lagged`] counts it.
 //!
+//! **Several instances.** With a [`Backplane`] ([`Hub::with_backplane`], or
+//! [`Hub::redis`] with feature `redis`), publishers and subscribers may sit on
+//! different instances: the backplane orders the events and gives them their ids, and
+//! a client may reconnect to any instance with its `Last-Event-ID`. See
+//! [`Backplane`](backplane) for how it works.
+//!
 //! ```
 //! use std::convert::Infallible;
 //! use tower_sse::{hub::{Hub, Resume}, Event, LastEventId, SseResponse};
@@ -42,25 +48,39 @@
 //! # }
 //! ```
 
+pub mod backplane;
+#[cfg(feature = "redis")]
+mod redis;
 mod subscription;
 mod topic;
 
 use std::{
     collections::HashMap,
     fmt,
-    sync::{atomic::Ordering::Relaxed, Arc, Mutex, MutexGuard, PoisonError},
+    sync::{
+        atomic::{AtomicU64, Ordering::Relaxed},
+        Arc, Mutex, MutexGuard, PoisonError,
+    },
     time::Duration,
 };
 
 use bytes::BytesMut;
 
+pub use self::backplane::{Backplane, BoxFuture, Record};
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use self::redis::RedisBackplane;
 pub use self::subscription::{Resume, Subscription};
-use self::topic::Topic;
+use self::{backplane::Reader, topic::Topic};
 use crate::{Event, LastEventId};
 
 /// How much of each topic the hub keeps for replay: at most `events` events and
 /// `bytes` bytes, and, if set, none older than `age`. Default: 1024 events, 4 MiB,
 /// no age limit.
+///
+/// With a backplane these limits apply to each instance's local copy of a topic; the
+/// backplane keeps its own history for replay ([`Hub::redis`]: about `events` per
+/// topic).
 ///
 /// ```
 /// use std::time::Duration;
@@ -131,13 +151,20 @@ impl fmt::Debug for Lag {
 }
 
 /// Publishing failed (only with a backplane that can fail).
+///
+/// ```
+/// # async fn publish(hub: tower_sse::hub::Hub) {
+/// if let Err(err) = hub.publish("news", tower_sse::Event::new().data("x")).await {
+///     eprintln!("not published: {err}"); // e.g. Redis unreachable
+/// }
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct HubError {
     source: crate::BoxError,
 }
 
 impl HubError {
-    #[allow(dead_code)] // for backplanes that can fail
     pub(crate) fn new(source: impl Into<crate::BoxError>) -> Self {
         Self {
             source: source.into(),
@@ -162,7 +189,9 @@ impl std::error::Error for HubError {
 pub struct Published {
     /// The `id` sent to clients.
     pub id: Arc<str>,
-    /// The event's position in the topic in this process (0, 1, 2, …).
+    /// The event's position in the topic in this process (0, 1, 2, …). With a
+    /// backplane, whose reader places the event in the local history later, the number
+    /// of events this hub published before (to any topic).
     pub seq: u64,
 }
 
@@ -172,7 +201,8 @@ pub struct Published {
 pub struct TopicStats {
     /// Subscriptions open now.
     pub subscribers: usize,
-    /// Events published to the topic.
+    /// Events published to the topic (with a backplane: received from it by this
+    /// instance).
     pub published: u64,
     /// Times a subscriber fell behind the whole history.
     pub lagged: u64,
@@ -194,6 +224,10 @@ pub(crate) struct Inner {
     topics: Mutex<HashMap<Arc<str>, Arc<Topic>>>,
     pub(crate) history: History,
     pub(crate) lag: Lag,
+    /// Where events go and come from, if not only this process.
+    pub(crate) backplane: Option<Arc<dyn Backplane>>,
+    /// Events published through the backplane by this hub.
+    sent: AtomicU64,
 }
 
 impl Inner {
@@ -202,7 +236,10 @@ impl Inner {
     }
 
     fn topic(&self, name: &str) -> Arc<Topic> {
-        let mut topics = self.topics();
+        Self::get_or_insert(&mut self.topics(), name)
+    }
+
+    fn get_or_insert(topics: &mut HashMap<Arc<str>, Arc<Topic>>, name: &str) -> Arc<Topic> {
         if let Some(topic) = topics.get(name) {
             return topic.clone();
         }
@@ -212,10 +249,29 @@ impl Inner {
         topic
     }
 
-    /// Forgets `topic` if nobody uses it any more.
+    /// `name`'s topic, counting one more subscriber (under the lock, so that `release`
+    /// cannot forget it meanwhile); with a backplane, its reader started.
+    fn join(&self, name: &str) -> Arc<Topic> {
+        let mut topics = self.topics();
+        let topic = Self::get_or_insert(&mut topics, name);
+        topic.subscribers.fetch_add(1, Relaxed);
+        if let Some(backplane) = &self.backplane {
+            topic
+                .reader
+                .get_or_init(|| Reader::spawn(&topic, backplane.clone(), self.history));
+        }
+        topic
+    }
+
+    /// Forgets `topic` if nobody uses it any more: with a backplane, when it has no
+    /// subscriber (the backplane keeps the history; this stops the reader).
     pub(crate) fn release(&self, topic: &Arc<Topic>) {
         let mut topics = self.topics();
-        if topic.idle(&self.history) {
+        let unused = match self.backplane {
+            Some(_) => topic.subscribers.load(Relaxed) == 0,
+            None => topic.idle(&self.history),
+        };
+        if unused {
             if let Some(current) = topics.get(&topic.name) {
                 if Arc::ptr_eq(current, topic) {
                     topics.remove(&topic.name);
@@ -245,9 +301,44 @@ impl Hub {
     pub fn with(history: History, lag: Lag) -> Self {
         Self {
             inner: Arc::new(Inner {
-                topics: Mutex::default(),
                 history,
                 lag,
+                ..Inner::default()
+            }),
+        }
+    }
+
+    /// A hub whose topics are shared with other instances through `backplane`; see
+    /// [`Backplane`](backplane). [`Hub::redis`] makes one on Redis.
+    ///
+    /// Events get their ids from the backplane (an id set on a published event is
+    /// replaced), and reach this instance's subscribers, in the backplane's order,
+    /// through one reader task per topic with local subscribers. Needs a tokio runtime
+    /// when subscribing.
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "redis")]
+    /// # async fn make() -> Result<(), tower_sse::hub::HubError> {
+    /// use std::time::Duration;
+    /// use tower_sse::hub::{History, Hub, Lag, RedisBackplane};
+    ///
+    /// let backplane = RedisBackplane::connect("redis://127.0.0.1/")
+    ///     .await?
+    ///     .prefix("chat:")
+    ///     .max_len(10_000)
+    ///     .timeout(Duration::from_secs(1));
+    /// let hub = Hub::with_backplane(backplane, History::new(1000, 4 << 20), Lag::End);
+    /// # let _ = hub;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn with_backplane(backplane: impl Backplane, history: History, lag: Lag) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                history,
+                lag,
+                backplane: Some(Arc::new(backplane)),
+                ..Inner::default()
             }),
         }
     }
@@ -256,11 +347,24 @@ impl Hub {
     /// the topic if needed). Without an id, the event gets the next number of the
     /// topic as its id.
     ///
+    /// With a backplane, the event (without its `id`) goes to the backplane, which gives
+    /// it its id; it reaches the subscribers of every instance through their readers.
+    ///
     /// # Errors
     ///
-    /// Never for the in-process hub; a backplane returns its failures.
+    /// Never for the in-process hub; a backplane returns its failures (Redis
+    /// unreachable, after its timeout).
     pub async fn publish(&self, topic: &str, event: Event) -> Result<Published, HubError> {
-        Ok(self.publish_local(topic, event))
+        let Some(backplane) = &self.inner.backplane else {
+            return Ok(self.publish_local(topic, event));
+        };
+        let bytes = backplane::encode_without_id(&event);
+        let id = backplane
+            .publish(topic, bytes)
+            .await
+            .map_err(HubError::new)?;
+        let seq = self.inner.sent.fetch_add(1, Relaxed);
+        Ok(Published { id, seq })
     }
 
     fn publish_local(&self, topic: &str, event: Event) -> Published {
@@ -287,12 +391,21 @@ impl Hub {
     /// Subscribes to `topic`: the events after `last_event_id` still in the history,
     /// then every new event. Without an id, only new events. (Asynchronous because a
     /// backplane may fetch the missed events from elsewhere.)
+    ///
+    /// With a backplane, an id that is not in this instance's history is looked up in
+    /// the backplane: the events after it come from there first (then the local
+    /// history, without a duplicate); if the backplane no longer has it, or cannot be
+    /// reached, the subscription starts with [`Resume::Unknown`].
     pub async fn subscribe(
         &self,
         topic: &str,
         last_event_id: Option<&LastEventId>,
     ) -> Subscription {
-        Subscription::new(self.inner.clone(), self.inner.topic(topic), last_event_id)
+        let sub = Subscription::register(self.inner.clone(), self.inner.join(topic));
+        match &self.inner.backplane {
+            None => sub.start(last_event_id),
+            Some(backplane) => sub.attach(backplane.clone(), last_event_id).await,
+        }
     }
 
     /// The counters of `topic`, if it exists.
@@ -319,6 +432,7 @@ impl fmt::Debug for Hub {
         f.debug_struct("Hub")
             .field("history", &self.inner.history)
             .field("lag", &self.inner.lag)
+            .field("backplane", &self.inner.backplane.is_some())
             .field("topics", &self.inner.topics().len())
             .finish()
     }

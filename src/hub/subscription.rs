@@ -1,4 +1,6 @@
 use std::{
+    cmp::Ordering,
+    collections::VecDeque,
     convert::Infallible,
     fmt,
     pin::Pin,
@@ -6,9 +8,11 @@ use std::{
     task::{Context, Poll},
 };
 
+use bytes::Bytes;
 use futures_core::Stream;
 
 use super::{
+    backplane::{self, Backplane},
     topic::{Read, Topic},
     Inner, Lag,
 };
@@ -25,7 +29,8 @@ pub enum Resume {
         missed: u64,
     },
     /// The id is not in the history (too old, or from elsewhere): the client has
-    /// missed an unknown number of events. Send it a full refresh first.
+    /// missed an unknown number of events. Send it a full refresh first. (With a
+    /// backplane: neither here nor in the backplane, or the backplane is unreachable.)
     Unknown,
 }
 
@@ -40,13 +45,31 @@ pub struct Subscription {
     cursor: u64,
     resume: Resume,
     ended: bool,
+    /// Backplane replay: events fetched from the backplane, sent before the history.
+    replayed: VecDeque<Bytes>,
+    /// Backplane replay: history entries up to this id were replayed, so skipped.
+    skip_through: Option<Arc<str>>,
 }
 
 impl Subscription {
-    pub(super) fn new(hub: Arc<Inner>, topic: Arc<Topic>, last: Option<&LastEventId>) -> Self {
-        topic.subscribers.fetch_add(1, Relaxed);
-        let mut state = topic.lock();
-        let key = state.register();
+    /// A subscriber of `topic` (already counted in its `subscribers`), not yet placed.
+    pub(super) fn register(hub: Arc<Inner>, topic: Arc<Topic>) -> Self {
+        let key = topic.lock().register();
+        Self {
+            hub,
+            topic,
+            key,
+            cursor: 0,
+            resume: Resume::Live,
+            ended: false,
+            replayed: VecDeque::new(),
+            skip_through: None,
+        }
+    }
+
+    /// Places the cursor after `last` in the local history (or at its end).
+    pub(super) fn start(mut self, last: Option<&LastEventId>) -> Self {
+        let state = self.topic.lock();
         let live = state.next_seq();
         let (cursor, resume) = match last {
             None => (live, Resume::Live),
@@ -61,14 +84,64 @@ impl Subscription {
             },
         };
         drop(state);
-        Self {
-            hub,
-            topic,
-            key,
-            cursor,
-            resume,
-            ended: false,
+        self.cursor = cursor;
+        self.resume = resume;
+        self
+    }
+
+    /// With a backplane: waits until the topic's reader knows where it starts (so that
+    /// nothing published from now on is missed), places the cursor in the local
+    /// history, and if `last` is not there, replays what the backplane has after it.
+    pub(super) async fn attach(
+        self,
+        backplane: Arc<dyn Backplane>,
+        last: Option<&LastEventId>,
+    ) -> Self {
+        if let Some(reader) = self.topic.reader.get() {
+            reader.ready().await;
         }
+        let mut sub = self.start(last);
+        if let (Resume::Unknown, Some(last)) = (sub.resume, last) {
+            sub.replay(&*backplane, last.as_str()).await;
+        }
+        sub
+    }
+
+    /// Fetches the records after `last` from the backplane, to send first; then the
+    /// history goes on from its first entry after the last of them.
+    async fn replay(&mut self, backplane: &dyn Backplane, last: &str) {
+        let records = match backplane.range(&self.topic.name, last).await {
+            Ok(Some(records)) => records,
+            Ok(None) => return,
+            Err(err) => {
+                tracing::warn!(
+                    topic = %self.topic.name, error = %err,
+                    "hub backplane: replay failed; resuming from an unknown id"
+                );
+                return;
+            }
+        };
+        let through: Arc<str> = records.last().map_or_else(|| last.into(), |r| r.id.clone());
+        self.replayed = records
+            .iter()
+            .filter_map(|record| backplane::frame(&self.topic.name, record))
+            .collect();
+        self.resume = Resume::Replay {
+            missed: records.len() as u64,
+        };
+        // The reader appends in the backplane's order: the entries after `through` are
+        // at the end of the history (or still to come).
+        let state = self.topic.lock();
+        let mut cursor = state.next_seq();
+        for entry in state.entries().rev() {
+            if backplane.compare_ids(&entry.id, &through) != Some(Ordering::Greater) {
+                break;
+            }
+            cursor = entry.seq;
+        }
+        drop(state);
+        self.cursor = cursor;
+        self.skip_through = Some(through);
     }
 
     /// How this subscription started: live, replaying, or from an unknown id.
@@ -90,8 +163,45 @@ impl Stream for Subscription {
             return Poll::Ready(None);
         }
         let this = &mut *self;
+        if let Some(bytes) = this.replayed.pop_front() {
+            return Poll::Ready(Some(Ok(Message::Encoded(EncodedEvent::from_encoded(
+                bytes,
+            )))));
+        }
         let mut state = this.topic.lock();
-        match state.read(this.cursor) {
+        let mut read = state.read(this.cursor);
+        // After a backplane replay: skip what it delivered (the history may have it too).
+        if let Some(through) = &this.skip_through {
+            let replayed = |id: &str| {
+                this.hub.backplane.as_ref().is_some_and(|backplane| {
+                    matches!(
+                        backplane.compare_ids(id, through),
+                        Some(Ordering::Less | Ordering::Equal)
+                    )
+                })
+            };
+            // Pruned from the history but replayed: not lost.
+            if let (Read::Lagged(_), Some(first)) = (&read, state.entries().next()) {
+                if replayed(&first.id) {
+                    this.cursor = first.seq;
+                    read = state.read(this.cursor);
+                }
+            }
+            loop {
+                match &read {
+                    Read::Entry(entry) if replayed(&entry.id) => {
+                        this.cursor = entry.seq + 1;
+                        read = state.read(this.cursor);
+                    }
+                    Read::Entry(_) => {
+                        this.skip_through = None;
+                        break;
+                    }
+                    _ => break,
+                }
+            }
+        }
+        match read {
             Read::Entry(entry) => {
                 this.cursor = entry.seq + 1;
                 Poll::Ready(Some(Ok(Message::Encoded(EncodedEvent::from_encoded(

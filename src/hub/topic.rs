@@ -4,7 +4,7 @@ use std::{
     collections::VecDeque,
     sync::{
         atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed},
-        Arc, Mutex, MutexGuard, PoisonError,
+        Arc, Mutex, MutexGuard, OnceLock, PoisonError,
     },
     task::Waker,
 };
@@ -12,7 +12,7 @@ use std::{
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use super::History;
+use super::{backplane::Reader, History};
 
 /// One published event, encoded once.
 #[derive(Debug, Clone)]
@@ -81,6 +81,11 @@ impl TopicState {
         self.history.len()
     }
 
+    /// The entries kept, oldest first.
+    pub(crate) fn entries(&self) -> impl DoubleEndedIterator<Item = &Entry> {
+        self.history.iter()
+    }
+
     pub(crate) fn bytes(&self) -> usize {
         self.bytes
     }
@@ -140,6 +145,8 @@ pub(crate) struct Topic {
     pub(crate) subscribers: AtomicUsize,
     pub(crate) published: AtomicU64,
     pub(crate) lagged: AtomicU64,
+    /// With a backplane: the task filling the history from it (stopped with the topic).
+    pub(crate) reader: OnceLock<Reader>,
 }
 
 impl Topic {
@@ -150,6 +157,7 @@ impl Topic {
             subscribers: AtomicUsize::new(0),
             published: AtomicU64::new(0),
             lagged: AtomicU64::new(0),
+            reader: OnceLock::new(),
         }
     }
 
