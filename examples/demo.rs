@@ -118,10 +118,18 @@ async fn main() -> Result<(), BoxError> {
 
     // A subscriber that falls behind the whole history gets a `: lagged N` comment
     // where the lost events were and goes on with the oldest one still kept.
-    let hub = Hub::with(
-        FANOUT_HISTORY,
-        Lag::event(|lost| Event::new().comment(format!("lagged {lost}"))),
-    );
+    let lag = Lag::event(|lost| Event::new().comment(format!("lagged {lost}")));
+    // With REDIS_URL, instances share `/fanout` (and its history) through Redis
+    // Streams; without it the hub lives in this process.
+    let hub = match std::env::var("REDIS_URL") {
+        Ok(url) => {
+            let redis = tower_sse::hub::RedisBackplane::connect(url.as_str())
+                .await?
+                .max_len(1024);
+            Hub::with_backplane(redis, FANOUT_HISTORY, lag)
+        }
+        Err(_) => Hub::with(FANOUT_HISTORY, lag),
+    };
     // The first tick goes out now, before the server accepts anybody: no client can see
     // a later event before it. The ticker task publishes the others.
     publish_tick(&hub, 0).await;
