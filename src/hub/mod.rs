@@ -228,6 +228,8 @@ pub(crate) struct Inner {
     pub(crate) backplane: Option<Arc<dyn Backplane>>,
     /// Events published through the backplane by this hub.
     sent: AtomicU64,
+    /// Topic lookups, for the periodic sweep of unused topics.
+    lookups: AtomicU64,
 }
 
 impl Inner {
@@ -236,7 +238,26 @@ impl Inner {
     }
 
     fn topic(&self, name: &str) -> Arc<Topic> {
-        Self::get_or_insert(&mut self.topics(), name)
+        let mut topics = self.topics();
+        self.maybe_sweep(&mut topics);
+        Self::get_or_insert(&mut topics, name)
+    }
+
+    /// Every `SWEEP_EVERY` topic lookups, forgets the topics nobody uses any more (no
+    /// subscriber, history expired), so topics that were only published to, or whose
+    /// last subscriber left before their history expired, do not stay forever.
+    fn maybe_sweep(&self, topics: &mut HashMap<Arc<str>, Arc<Topic>>) {
+        const SWEEP_EVERY: u64 = 256;
+        if self.lookups.fetch_add(1, Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            self.sweep_locked(topics);
+        }
+    }
+
+    fn sweep_locked(&self, topics: &mut HashMap<Arc<str>, Arc<Topic>>) {
+        if self.backplane.is_some() {
+            return; // topics live as long as their local subscribers
+        }
+        topics.retain(|_, topic| !topic.idle(&self.history));
     }
 
     fn get_or_insert(topics: &mut HashMap<Arc<str>, Arc<Topic>>, name: &str) -> Arc<Topic> {
@@ -253,6 +274,7 @@ impl Inner {
     /// cannot forget it meanwhile); with a backplane, its reader started.
     fn join(&self, name: &str) -> Arc<Topic> {
         let mut topics = self.topics();
+        self.maybe_sweep(&mut topics);
         let topic = Self::get_or_insert(&mut topics, name);
         topic.subscribers.fetch_add(1, Relaxed);
         if let Some(backplane) = &self.backplane {
@@ -435,5 +457,30 @@ impl fmt::Debug for Hub {
             .field("backplane", &self.inner.backplane.is_some())
             .field("topics", &self.inner.topics().len())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn topics_nobody_uses_are_swept_once_their_history_expires() {
+        let hub = Hub::with_history(History::new(10, 1 << 20).max_age(Duration::from_secs(1)));
+        hub.publish("only-published", Event::new().data("x"))
+            .await
+            .unwrap();
+        let sub = hub.subscribe("left-early", None).await;
+        hub.publish("left-early", Event::new().data("y"))
+            .await
+            .unwrap();
+        drop(sub); // its history is still fresh: the topic stays for replay
+        assert_eq!(hub.topics().len(), 2);
+
+        tokio::time::advance(Duration::from_secs(2)).await;
+        for _ in 0..256 {
+            hub.publish("busy", Event::new().data("z")).await.unwrap();
+        }
+        assert_eq!(hub.topics(), vec!["busy".to_owned()]);
     }
 }

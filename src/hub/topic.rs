@@ -95,14 +95,18 @@ impl TopicState {
     }
 
     /// Drops entries beyond the limits (and older than the max age).
+    ///
+    /// The newest entry is never dropped for size: an event larger than the whole
+    /// history still reaches the subscribers that keep up (it only expires by age).
     pub(crate) fn prune(&mut self, limits: &History, now: Instant) {
         while let Some(front) = self.history.front() {
+            let newest = self.history.len() == 1;
             let too_many = self.history.len() > limits.events;
             let too_big = self.bytes > limits.bytes;
             let too_old = limits
                 .age
                 .is_some_and(|age| now.saturating_duration_since(front.at) > age);
-            if !(too_many || too_big || too_old) {
+            if !(too_old || ((too_many || too_big) && !newest)) {
                 break;
             }
             self.bytes -= front.bytes.len();
@@ -247,6 +251,10 @@ mod tests {
             push(&topic, &by_bytes, "0123456789");
         }
         assert_eq!(topic.lock().bytes(), 20);
+        // An event larger than the whole history is kept, alone, until the next one.
+        let big = push(&topic, &by_bytes, &"x".repeat(100));
+        assert_eq!(topic.lock().len(), 1);
+        assert!(matches!(topic.lock().read(big), Read::Entry(e) if e.seq == big));
     }
 
     #[tokio::test(start_paused = true)]
