@@ -14,8 +14,8 @@ mod common;
 use std::hint::black_box;
 
 use common::{
-    axum_body, axum_event, axum_idle_keep_alive, frame_buffer, idle_many, paused_runtime, runtime,
-    tower_body, tower_body_ticker, tower_event, tower_idle_heartbeats,
+    axum_body, axum_event, axum_idle_keep_alive, fanout, frame_buffer, idle_many, paused_runtime,
+    runtime, tower_body, tower_body_ticker, tower_event, tower_idle_heartbeats,
     tower_idle_heartbeats_ticker, AxumFrames, DATA, MULTILINE,
 };
 
@@ -80,6 +80,14 @@ const WORKLOADS: &[(&str, &str)] = &[
     (
         "idle1000_axum",
         "axum: 1000 idle Sse bodies with KeepAlive, <count> comments each",
+    ),
+    (
+        "fanout1000_hub",
+        "tower-sse: Hub + SseLayer, 1000 subscribers on their own tasks, <count> events",
+    ),
+    (
+        "fanout1000_axum",
+        "axum: Sse over tokio broadcast, 1000 subscribers, <count> events",
     ),
     (
         "tower_body_ticker",
@@ -149,6 +157,12 @@ fn run(workload: &str, count: usize) -> bool {
                 _ => "axum",
             };
             black_box(paused_runtime().block_on(idle_many(kind, 1000, count)));
+        }
+        "fanout1000_hub" => {
+            black_box(runtime().block_on(fanout("hub", 1000, count)));
+        }
+        "fanout1000_axum" => {
+            black_box(runtime().block_on(fanout("axum", 1000, count)));
         }
         "tower_body_ticker" => {
             black_box(runtime().block_on(tower_body_ticker(count)));

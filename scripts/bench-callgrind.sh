@@ -79,6 +79,12 @@ echo "== idle: N=10000 heartbeats from a body whose source never yields (paused 
 for w in tower_idle_heartbeats tower_idle_heartbeats_ticker axum_idle_keep_alive; do
   measure "$w" 10000
 done
+echo "== fan-out, 1000 subscribers on their own tasks: N=20 events (per-delivery figure = Ir / 1000)"
+for w in fanout1000_hub fanout1000_axum; do
+  measure "$w" 20
+  per_event[$w]=$(awk -v x="${per_event[$w]}" 'BEGIN { printf "%.1f", x / 1000 }')
+done
+
 echo "== idle, 1000 streams on their own tasks: N=20 heartbeats each (per-heartbeat figure = Ir / 1000)"
 for w in idle1000_timer idle1000_ticker idle1000_axum; do
   measure "$w" 20
@@ -100,6 +106,7 @@ cat <<TABLE
 | body, axum no KeepAlive vs tower-sse no_heartbeat | ${per_event[axum_body_no_keep_alive]} | ${per_event[tower_body_no_heartbeat]} | $(ratio "${per_event[axum_body_no_keep_alive]}" "${per_event[tower_body_no_heartbeat]}") |
 | busy body, axum KeepAlive vs tower-sse shared ticker 15 s | ${per_event[axum_body_keep_alive]} | ${per_event[tower_body_ticker]} | $(ratio "${per_event[axum_body_keep_alive]}" "${per_event[tower_body_ticker]}") |
 | idle, Ir per heartbeat: axum KeepAlive vs tower-sse shared ticker | ${per_event[axum_idle_keep_alive]} | ${per_event[tower_idle_heartbeats_ticker]} | $(ratio "${per_event[axum_idle_keep_alive]}" "${per_event[tower_idle_heartbeats_ticker]}") |
+| fan-out x1000, Ir per delivery: axum Sse + broadcast vs tower-sse Hub + SseLayer | ${per_event[fanout1000_axum]} | ${per_event[fanout1000_hub]} | $(ratio "${per_event[fanout1000_axum]}" "${per_event[fanout1000_hub]}") |
 | idle x1000, Ir per heartbeat: axum KeepAlive vs tower-sse timer | ${per_event[idle1000_axum]} | ${per_event[idle1000_timer]} | $(ratio "${per_event[idle1000_axum]}" "${per_event[idle1000_timer]}") |
 | idle x1000, Ir per heartbeat: axum KeepAlive vs tower-sse shared ticker | ${per_event[idle1000_axum]} | ${per_event[idle1000_ticker]} | $(ratio "${per_event[idle1000_axum]}" "${per_event[idle1000_ticker]}") |
 | idle, Ir per heartbeat: axum KeepAlive vs tower-sse heartbeat (body and timer only) | ${per_event[axum_idle_keep_alive]} | ${per_event[tower_idle_heartbeats]} | $(ratio "${per_event[axum_idle_keep_alive]}" "${per_event[tower_idle_heartbeats]}") |

@@ -355,3 +355,82 @@ pub(crate) fn sanity_check() {
         );
     }
 }
+
+/// Fan-out: `subs` subscriber bodies, each on its own task, and `n` events published
+/// one at a time; each publish waits until every subscriber has its frame. `kind` is
+/// "hub" (tower-sse `Hub` behind `SseLayer`: encoded once, shared `Bytes`) or "axum"
+/// (axum `Sse` over `tokio::sync::broadcast` of the data `String`, an `Event` built and
+/// encoded per subscriber, the way axum users write it). Returns deliveries.
+pub(crate) async fn fanout(kind: &'static str, subs: usize, n: usize) -> usize {
+    use std::sync::Arc;
+    use tokio::sync::{broadcast, Barrier};
+
+    const PAYLOAD: &str = r#"{"seq":123456,"ts_ns":1732550400000000000}"#;
+    let hub = tower_sse::hub::Hub::new();
+    let (tx, _) = broadcast::channel::<String>(1024);
+    let layer = SseLayer::new();
+    // Each round: every subscriber takes one frame, then meets the publisher.
+    let barrier = Arc::new(Barrier::new(subs + 1));
+    let mut tasks = Vec::with_capacity(subs);
+    for _ in 0..subs {
+        let barrier = barrier.clone();
+        let task = match kind {
+            "hub" => {
+                let mut sub = Some(hub.subscribe("t", None).await);
+                let svc = layer.clone().layer(service_fn(move |_req: Request<()>| {
+                    let sub = sub.take();
+                    async move { Ok::<_, Infallible>(SseResponse::new(stream::iter(sub).flatten())) }
+                }));
+                let body = match svc.oneshot(Request::new(())).await {
+                    Ok(res) => res.into_body(),
+                    Err(never) => match never {},
+                };
+                tokio::spawn(take_rounds(body, n, barrier))
+            }
+            _ => {
+                let rx = tokio_stream::wrappers::BroadcastStream::new(tx.subscribe());
+                let events = rx.filter_map(|item| {
+                    std::future::ready(
+                        item.ok()
+                            .map(|data| Ok::<_, Infallible>(AxumEvent::default().data(data))),
+                    )
+                });
+                let body = Sse::new(events)
+                    .keep_alive(KeepAlive::new())
+                    .into_response()
+                    .into_body();
+                tokio::spawn(take_rounds(body, n, barrier))
+            }
+        };
+        tasks.push(task);
+    }
+    for _ in 0..n {
+        if kind == "hub" {
+            let _ = hub.publish("t", Event::new().data(PAYLOAD)).await;
+        } else {
+            let _ = tx.send(PAYLOAD.to_owned());
+        }
+        barrier.wait().await;
+    }
+    let mut deliveries = 0;
+    for task in tasks {
+        deliveries += task.await.unwrap_or(0);
+    }
+    deliveries
+}
+
+async fn take_rounds<B>(body: B, n: usize, barrier: std::sync::Arc<tokio::sync::Barrier>) -> usize
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: std::fmt::Debug,
+{
+    let mut body = pin!(body);
+    for round in 0..n {
+        match body.frame().await {
+            Some(Ok(_)) => {}
+            other => panic!("round {round}: {other:?}"),
+        }
+        barrier.wait().await;
+    }
+    n
+}
