@@ -154,7 +154,10 @@ async fn main() -> Result<(), BoxError> {
     // HTTP/1.1 and HTTP/2 with prior knowledge (h2c) on the same port. No limit on
     // connections; the timer enables hyper's 30 s limit on reading request headers.
     let mut http = auto::Builder::new(TokioExecutor::new());
-    http.http1().timer(TokioTimer::new());
+    // hyper's HTTP/1 write queue would otherwise take frames until it holds ~400 KiB
+    // per connection; 64 KiB (the layer's frame cap) keeps a busy or slow stream's
+    // memory to about one frame in the layer plus one in hyper.
+    http.http1().timer(TokioTimer::new()).max_buf_size(64 * 1024);
     http.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
     loop {
