@@ -17,6 +17,12 @@
 //! the history, [`Subscription::resume`] says so and the handler can send a full
 //! refresh first.
 //!
+//! Hub-assigned ids are positions in this process's topic: they start again at `0`
+//! when the process restarts or a forgotten topic is created again, and an id from
+//! before then would resume at the wrong place. Where clients outlive the process,
+//! publish events with ids of your own that never repeat (an epoch prefix, a database
+//! sequence), or use the Redis backplane, whose ids are global and time-ordered.
+//!
 //! **Lag.** A subscriber that falls behind the whole history has lost events. That is
 //! never silent: by default ([`Lag::End`]) its stream ends, the browser reconnects with
 //! its `Last-Event-ID` and the handler sees [`Resume::Unknown`]; with
