@@ -157,7 +157,9 @@ async fn main() -> Result<(), BoxError> {
     // hyper's HTTP/1 write queue would otherwise take frames until it holds ~400 KiB
     // per connection; 64 KiB (the layer's frame cap) keeps a busy or slow stream's
     // memory to about one frame in the layer plus one in hyper.
-    http.http1().timer(TokioTimer::new()).max_buf_size(64 * 1024);
+    http.http1()
+        .timer(TokioTimer::new())
+        .max_buf_size(64 * 1024);
     http.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
     loop {
