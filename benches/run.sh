@@ -35,7 +35,8 @@
 #   RATE=5000        new connections per second during the ramp-up
 #   HB_MS=1000       /idle heartbeat interval
 #   CASES=...        a subset of the case names below (space-separated)
-#   SERVERS=...      a subset of: tower-sse axum floor
+#   SERVERS=...      a subset of: tower-sse axum floor tower-sse-ticker (the demo with
+#                    HEARTBEAT=ticker: Heartbeat::shared_ticker)
 #   SERVER_CPU=0 LOADGEN_CPU=1 NOFILE=20000
 #   NO_BUILD=1       use the binaries already in target/release/examples
 #   NO_PLOT=1        skip benches/plot.py
@@ -163,9 +164,10 @@ trap stop_server EXIT
 
 # start_server NAME FANOUT_MS LOG: sets server_pid and server_port
 start_server() {
-  local name=$1 fanout_ms=${2:-100} log=$3 exe floor=0
+  local name=$1 fanout_ms=${2:-100} log=$3 exe floor=0 heartbeat=timer
   case $name in
   tower-sse) exe=$bin/demo ;;
+  tower-sse-ticker) exe=$bin/demo heartbeat=ticker ;;
   axum) exe=$bin/axum_ref ;;
   floor) exe=$bin/axum_ref floor=1 ;;
   *) echo "unknown server $name" >&2; return 1 ;;
@@ -176,7 +178,7 @@ start_server() {
   [[ $pin == 1 ]] && pin_cmd=(taskset -c "$SERVER_CPU")
   # `env` and `taskset` exec the server, so $! is the server's pid (a shell function
   # here would put a subshell in between).
-  env -u REDIS_URL TOKIO_WORKER_THREADS=1 PORT=0 HOST=127.0.0.1 FANOUT_MS="$fanout_ms" FLOOR=$floor \
+  env -u REDIS_URL TOKIO_WORKER_THREADS=1 PORT=0 HOST=127.0.0.1 FANOUT_MS="$fanout_ms" FLOOR=$floor HEARTBEAT=$heartbeat \
     "${pin_cmd[@]}" "$exe" >"$log" 2>&1 &
   server_pid=$!
   server_port=

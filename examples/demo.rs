@@ -72,7 +72,8 @@ use tokio_stream::Stream;
 use tower::{Layer as _, ServiceExt as _};
 use tower_sse::{
     hub::{History, Hub, Lag, Resume, Subscription},
-    BoxError, BufferLimits, Event, LastEventId, Message, Overflow, SseLayer, SseResponse,
+    BoxError, BufferLimits, Event, Heartbeat, LastEventId, Message, Overflow, SseLayer,
+    SseResponse,
 };
 
 const DEFAULT_PORT: u16 = 3000;
@@ -334,8 +335,23 @@ fn heartbeat(
     match param(query, name, MAX_MS)?.unwrap_or(default_ms) {
         0 if zero_is_off => Ok(res.no_heartbeat()),
         0 => Err(BadParam { name, max: MAX_MS }),
-        ms => Ok(res.heartbeat(Duration::from_millis(ms))),
+        ms => {
+            let heartbeat = Heartbeat::new(Duration::from_millis(ms));
+            Ok(res.heartbeat(if shared_ticker() {
+                heartbeat.shared_ticker()
+            } else {
+                heartbeat
+            }))
+        }
     }
+}
+
+/// `HEARTBEAT=ticker` in the environment: heartbeats from one shared ticker per
+/// interval (`Heartbeat::shared_ticker`) instead of a timer per stream, for the
+/// benchmarks that compare the two designs.
+fn shared_ticker() -> bool {
+    static TICKER: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *TICKER.get_or_init(|| std::env::var("HEARTBEAT").is_ok_and(|v| v == "ticker"))
 }
 
 /// `POST /publish`: the body, if UTF-8 and at most 1 MiB, becomes one event's data on
