@@ -90,6 +90,8 @@ impl Shared {
     /// The ticker of this layer for `interval`, started on first use.
     pub(crate) fn ticker(&self, interval: std::time::Duration) -> Arc<crate::heartbeat::Ticker> {
         let mut tickers = lock(&self.tickers);
+        // A ticker whose runtime shut down is replaced (a layer used from a new runtime).
+        tickers.retain(|(_, ticker)| ticker.is_alive());
         if let Some((_, ticker)) = tickers.iter().find(|(i, _)| *i == interval) {
             return ticker.clone();
         }

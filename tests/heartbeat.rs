@@ -227,7 +227,10 @@ async fn no_heartbeat_while_events_flow_faster_than_the_interval_through_the_buf
 
 #[tokio::test(start_paused = true)]
 async fn idle_stream_sends_one_heartbeat_per_interval() {
-    let layer = SseLayer::new(); // default: a comment every 15 s
+    // A comment every 15 s, from the exact per-stream timer (the default shared ticker
+    // is within 1/8 interval: tests/heartbeat_ticker.rs).
+    let layer =
+        SseLayer::new().heartbeat(Heartbeat::new(Heartbeat::DEFAULT_INTERVAL).per_stream_timer());
     let stats = layer.stats();
     let mut body = sse_body(
         layer,
@@ -261,7 +264,8 @@ async fn heartbeat_is_due_one_interval_after_the_last_event() {
         }))
         .chain(futures_util::stream::pending());
     let start = Instant::now();
-    let mut body = sse_body(SseLayer::new().heartbeat(Duration::from_millis(50)), source).await;
+    let exact = Heartbeat::new(Duration::from_millis(50)).per_stream_timer();
+    let mut body = sse_body(SseLayer::new().heartbeat(exact), source).await;
     let mut frames = Vec::new();
     for _ in 0..4 {
         let frame = tokio::time::timeout(Duration::from_secs(1), next_frame(&mut body))
@@ -327,7 +331,11 @@ async fn no_heartbeat_sends_nothing_for_an_hour() {
 async fn a_response_can_set_its_own_heartbeat() {
     let layer = SseLayer::new().no_heartbeat();
     let response = SseResponse::new(common::then_pending(Vec::<Result<Event, Infallible>>::new()))
-        .heartbeat(Heartbeat::new(Duration::from_millis(50)).comment("mine"));
+        .heartbeat(
+            Heartbeat::new(Duration::from_millis(50))
+                .comment("mine")
+                .per_stream_timer(),
+        );
     let mut body = common::sse_body_of(layer, response).await;
     let start = Instant::now();
     let frame = tokio::time::timeout(Duration::from_secs(1), next_frame(&mut body))

@@ -7,23 +7,30 @@
 //!
 //! # Design and cost
 //!
-//! Each stream owns one `tokio::time::Sleep`, created when the stream starts. Sending
-//! an event does **not** touch the timer: the body only stores the time of its last
-//! write (one clock read per body frame, and a frame carries every event that was
-//! ready). When the timer fires, the body compares that time with the deadline: if
-//! something was written meanwhile, the timer is re-armed once for
-//! `last_write + interval`; otherwise the heartbeat goes out. The idle path reads no
-//! clock at all: a timer that fired is at or past its deadline, which is the time used. A busy stream therefore
-//! pays one timer expiry per interval instead of one timer reset per event (axum's
-//! `KeepAlive` resets its `Sleep` on every event), and an idle stream pays one timer
-//! expiry and one write per interval. The heartbeat bytes are encoded once, when the
-//! layer is built, into a shared `Bytes`: sending one is a reference-count increment
-//! (none at all for the default, which is static).
+//! Two schedulers, both free for a busy stream (no timer is touched per event):
 //!
-//! Measured with callgrind (BENCHMARKS.md): on an always-ready stream the heartbeat adds
-//! 0.2 instructions per event (axum's `KeepAlive`: 220, +12% of its events/s); on an
-//! idle stream one heartbeat costs 5,935 instructions including tokio's timer wheel,
-//! against 5,846 for axum's `KeepAlive` (within 1.5%).
+//! - **Shared ticker (default).** One task per layer and interval ticks eight times
+//!   per interval and wakes only the streams whose heartbeat is due at that tick. A
+//!   stream keeps no timer; a write records the tick number (one atomic load per body
+//!   frame). A heartbeat comes after between one and 9/8 intervals of silence, exactly
+//!   one interval apart on an idle stream.
+//! - **Timer per stream** ([`Heartbeat::per_stream_timer`]). Each stream owns one
+//!   `tokio::time::Sleep`; a write stores its time (one clock read per frame), and when
+//!   the timer fires the body compares: if something was written meanwhile it re-arms
+//!   once for `last_write + interval`, otherwise the heartbeat goes out after exactly
+//!   one interval. The idle path reads no clock (the fired deadline is the time used).
+//!
+//! axum's `KeepAlive` resets its `Sleep` on every event instead. The heartbeat bytes
+//! are encoded once, when the layer is built, into a shared `Bytes`: sending one is a
+//! reference-count increment (none for the default comment, which is static).
+//!
+//! Measured (BENCHMARKS.md): on an always-ready stream either design adds nothing per
+//! event (271 instructions per event with or without heartbeats; axum's `KeepAlive`
+//! adds 220). On 1,000 idle streams one heartbeat costs 921 instructions with the
+//! shared ticker, 1,493 with the per-stream timer, 1,397 with axum. On 10,000 real
+//! idle connections at 100 ms, which saturate a core, the ticker kept every connection
+//! on time at 0.74x axum's CPU per heartbeat, while with a timer per stream 8,451
+//! connections saw a late heartbeat (0.79x axum's CPU).
 //!
 //! ```
 //! use std::time::Duration;
@@ -100,7 +107,7 @@ impl Heartbeat {
         Self {
             interval: interval.clamp(Duration::from_millis(1), Self::MAX_INTERVAL),
             bytes: Bytes::from_static(b":\n\n"),
-            shared: false,
+            shared: true,
         }
     }
 
@@ -130,18 +137,18 @@ impl Heartbeat {
         self
     }
 
-    /// Schedules heartbeats with one ticker per layer and interval instead of a timer
-    /// per stream.
+    /// Schedules heartbeats with one ticker per layer and interval (the default).
     ///
     /// The ticker ticks eight times per interval and wakes only the streams that are
     /// due; a stream keeps no timer (about 110 bytes less per stream, no timer-wheel
-    /// work per heartbeat) and records a write with one atomic load. Measured with
-    /// callgrind on 1,000 idle streams it costs 0.6x the instructions per heartbeat of
-    /// the default. The price is precision: a heartbeat comes after between one and
-    /// 9/8 intervals of silence (exactly one interval apart on an idle stream), and
-    /// streams opened together beat together. The ticker task runs on the runtime of
-    /// the first stream that uses it, for as long as the layer lives. The default
-    /// per-stream timer sends it after exactly one interval. BENCHMARKS.md compares the two.
+    /// work per heartbeat) and records a write with one atomic load. Measured on
+    /// 10,000 idle connections at 100 ms (BENCHMARKS.md), it kept every connection on
+    /// time at 0.74x axum's CPU per heartbeat, where a timer per stream let 8,451
+    /// connections fall late. The price is precision: a heartbeat comes after between
+    /// one and 9/8 intervals of silence (exactly one interval apart on an idle
+    /// stream), and streams opened together beat together. The ticker task runs on
+    /// the runtime of the first stream that needs it (and is started again on another
+    /// runtime if that one shuts down).
     ///
     /// ```
     /// use std::time::Duration;
@@ -153,7 +160,21 @@ impl Heartbeat {
         self
     }
 
-    /// Whether [`shared_ticker`](Self::shared_ticker) was chosen.
+    /// Schedules heartbeats with a timer per stream instead: exactly one interval of
+    /// silence before each heartbeat, at the cost of a `tokio::time::Sleep` per stream
+    /// (never reset per event: re-armed once per interval on a busy stream).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let hb = tower_sse::Heartbeat::new(Duration::from_secs(15)).per_stream_timer();
+    /// assert!(!hb.is_shared_ticker());
+    /// ```
+    pub fn per_stream_timer(mut self) -> Self {
+        self.shared = false;
+        self
+    }
+
+    /// Whether the shared ticker schedules the heartbeats (the default).
     pub fn is_shared_ticker(&self) -> bool {
         self.shared
     }

@@ -24,6 +24,8 @@ const BUCKETS: usize = QUIET_TICKS as usize + 1;
 
 #[derive(Debug)]
 pub(crate) struct Ticker {
+    /// Cleared when the ticking task is gone (its runtime shut down).
+    alive: std::sync::atomic::AtomicBool,
     epoch: AtomicU64,
     /// Wakers by the tick (mod BUCKETS) at which they are due.
     buckets: Mutex<[Vec<Waker>; BUCKETS]>,
@@ -34,12 +36,23 @@ impl Ticker {
     /// clones) are gone. Must be called within a tokio runtime.
     pub(crate) fn start(interval: Duration) -> Arc<Self> {
         let ticker = Arc::new(Self {
+            alive: std::sync::atomic::AtomicBool::new(true),
             epoch: AtomicU64::new(0),
             buckets: Mutex::new(Default::default()),
         });
         let weak: Weak<Self> = Arc::downgrade(&ticker);
         let period = (interval / TICKS_PER_INTERVAL).max(Duration::from_millis(1));
         tokio::spawn(async move {
+            /// Marks the ticker dead when the task is dropped, finished or not.
+            struct Alive(Weak<Ticker>);
+            impl Drop for Alive {
+                fn drop(&mut self) {
+                    if let Some(ticker) = self.0.upgrade() {
+                        ticker.alive.store(false, Ordering::Release);
+                    }
+                }
+            }
+            let _alive = Alive(weak.clone());
             let mut ticks = tokio::time::interval(period);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             ticks.tick().await;
@@ -52,6 +65,11 @@ impl Ticker {
             }
         });
         ticker
+    }
+
+    /// Whether its task still ticks.
+    pub(crate) fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::Acquire)
     }
 
     fn lock(&self) -> MutexGuard<'_, [Vec<Waker>; BUCKETS]> {
