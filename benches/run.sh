@@ -35,8 +35,8 @@
 #   RATE=5000        new connections per second during the ramp-up
 #   HB_MS=1000       /idle heartbeat interval
 #   CASES=...        a subset of the case names below (space-separated)
-#   SERVERS=...      a subset of: tower-sse axum floor tower-sse-ticker (the demo with
-#                    HEARTBEAT=ticker: Heartbeat::shared_ticker)
+#   SERVERS=...      a subset of: tower-sse axum floor tower-sse-timer (the demo with
+#                    HEARTBEAT=timer: Heartbeat::per_stream_timer)
 #   SERVER_CPU=0 LOADGEN_CPU=1 NOFILE=20000
 #   NO_BUILD=1       use the binaries already in target/release/examples
 #   NO_PLOT=1        skip benches/plot.py
@@ -164,10 +164,10 @@ trap stop_server EXIT
 
 # start_server NAME FANOUT_MS LOG: sets server_pid and server_port
 start_server() {
-  local name=$1 fanout_ms=${2:-100} log=$3 exe floor=0 heartbeat=timer
+  local name=$1 fanout_ms=${2:-100} log=$3 exe floor=0 heartbeat=default
   case $name in
   tower-sse) exe=$bin/demo ;;
-  tower-sse-ticker) exe=$bin/demo heartbeat=ticker ;;
+  tower-sse-timer) exe=$bin/demo heartbeat=timer ;;
   axum) exe=$bin/axum_ref ;;
   floor) exe=$bin/axum_ref floor=1 ;;
   *) echo "unknown server $name" >&2; return 1 ;;
