@@ -10,73 +10,21 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::Stdio,
-    sync::OnceLock,
     time::{Duration, Instant},
 };
 
 use eventsource_stream::Eventsource as _;
 use futures_util::StreamExt as _;
 use tokio::{
-    io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader},
+    io::{AsyncReadExt as _, AsyncWriteExt as _},
     net::TcpStream,
     process::{Child, Command},
 };
 
 /// Patience for anything that should happen promptly.
 const WAIT: Duration = Duration::from_secs(10);
-
-/// `target/<profile>/examples/demo` with feature `redis`, built once per test run.
-fn demo_binary() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        // This binary is `<target>/<profile>/deps/redis_demo-<hash>`.
-        let exe = std::env::current_exe().expect("path of the test binary");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("<target>/<profile>");
-        let target_dir = profile_dir.parent().expect("<target>");
-        let profile = profile_dir
-            .file_name()
-            .and_then(|name| name.to_str())
-            .expect("profile directory name");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut build = std::process::Command::new(cargo);
-        build
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .args([
-                "build",
-                "--quiet",
-                "--example",
-                "demo",
-                "--features",
-                "redis",
-            ])
-            .arg("--target-dir")
-            .arg(target_dir);
-        match profile {
-            "debug" => {}
-            "release" => {
-                build.arg("--release");
-            }
-            other => {
-                build.args(["--profile", other]);
-            }
-        }
-        let status = build
-            .status()
-            .expect("run cargo build --example demo --features redis");
-        assert!(
-            status.success(),
-            "cargo build --example demo --features redis: {status}"
-        );
-        let bin = profile_dir.join("examples").join("demo");
-        assert!(bin.exists(), "{} not built", bin.display());
-        bin
-    })
-}
 
 /// A `redis-server` child on a free loopback port, killed on drop.
 struct Redis {
@@ -157,55 +105,18 @@ async fn ping(port: u16) -> bool {
         .unwrap_or(false)
 }
 
-/// A running demo server, killed when dropped.
-struct Demo {
-    _child: Child,
-    base: String,
-}
+#[path = "support/demo.rs"]
+mod demo;
 
-impl Demo {
-    async fn start(redis_url: &str) -> Self {
-        let mut child = Command::new(demo_binary())
-            .env("HOST", "127.0.0.1")
-            .env("PORT", "0")
-            .env("REDIS_URL", redis_url)
-            // Quiet ticks: only what the test publishes matters.
-            .env("FANOUT_MS", "86400000")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start the demo");
-        let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
-        let line = tokio::time::timeout(WAIT, stdout.next_line())
-            .await
-            .expect("the listening line in time")
-            .expect("read the demo's stdout")
-            .expect("the demo printed a line");
-        let port: u16 = line
-            .strip_prefix("listening on http://127.0.0.1:")
-            .and_then(|port| port.parse().ok())
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-        tokio::spawn(async move { while let Ok(Some(_)) = stdout.next_line().await {} });
-        Self {
-            _child: child,
-            base: format!("http://127.0.0.1:{port}"),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
+/// The demo on Redis `url`, with quiet ticks: only what the test publishes matters.
+async fn demo_on(url: &str) -> demo::Demo {
+    demo::Demo::start_with(&[("REDIS_URL", url), ("FANOUT_MS", "86400000")]).await
 }
 
 #[tokio::test]
 async fn publish_on_one_demo_instance_arrives_on_the_fanout_of_the_other() {
     let redis = Redis::start().await;
-    let (a, b) = (
-        Demo::start(&redis.url()).await,
-        Demo::start(&redis.url()).await,
-    );
+    let (a, b) = (demo_on(&redis.url()).await, demo_on(&redis.url()).await);
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
 
     let res = tokio::time::timeout(WAIT, client.get(b.url("/fanout")).send())
