@@ -9,101 +9,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::{
-    path::PathBuf,
-    process::Stdio,
-    time::{Duration, Instant},
-};
+use std::time::Duration;
 
 use eventsource_stream::Eventsource as _;
 use futures_util::StreamExt as _;
-use tokio::{
-    io::{AsyncReadExt as _, AsyncWriteExt as _},
-    net::TcpStream,
-    process::{Child, Command},
-};
 
 /// Patience for anything that should happen promptly.
 const WAIT: Duration = Duration::from_secs(10);
 
-/// A `redis-server` child on a free loopback port, killed on drop.
-struct Redis {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl Redis {
-    async fn start() -> Self {
-        let binary =
-            std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".to_owned());
-        let dir = std::env::temp_dir().join(format!("tower-sse-redis-demo-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("create the redis directory");
-        for _ in 0..5 {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|listener| listener.local_addr())
-                .expect("a free port")
-                .port();
-            let mut child = Command::new(&binary)
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .arg("--dir")
-                .arg(&dir)
-                .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::inherit())
-                .kill_on_drop(true)
-                .spawn()
-                .unwrap_or_else(|err| {
-                    panic!(
-                        "cannot run {binary:?} ({err}): install Debian's redis-server \
-                         (scripts/test.sh does) or set REDIS_SERVER_BIN"
-                    )
-                });
-            let deadline = Instant::now() + WAIT;
-            loop {
-                if child.try_wait().expect("redis-server status").is_some() {
-                    break; // the port was taken meanwhile: try another
-                }
-                if ping(port).await {
-                    return Self { child, port, dir };
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "redis-server did not answer in time"
-                );
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
-        panic!("redis-server did not start on any of 5 free ports");
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-async fn ping(port: u16) -> bool {
-    let attempt = async {
-        let mut tcp = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
-        tcp.write_all(b"PING\r\n").await.ok()?;
-        let mut buf = [0u8; 7];
-        tcp.read_exact(&mut buf).await.ok()?;
-        Some(&buf == b"+PONG\r\n")
-    };
-    tokio::time::timeout(Duration::from_secs(1), attempt)
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or(false)
-}
+#[path = "support/redis_server.rs"]
+mod redis_server;
+use redis_server::Redis;
 
 #[path = "support/demo.rs"]
 mod demo;
