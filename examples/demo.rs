@@ -27,7 +27,10 @@
 //! default). Bad query parameters get a 400, unknown paths a 404.
 //!
 //! Environment: `HOST` (default `127.0.0.1`), `PORT` (default 3000, `0` picks a free
-//! port; the `listening on …` line shows the actual one), `FANOUT_MS` (default 100).
+//! port; the `listening on …` line shows the actual one), `FANOUT_MS` (default 100),
+//! `FANOUT_COALESCE_MS` (default 30: an event published within 30 ms of the last
+//! delivery waits for the end of those 30 ms and goes out with the others; `0`: every
+//! event at once).
 //! SIGINT or SIGTERM ends every open stream (with a `retry: 1000` hint) and exits.
 //!
 //! # Structure
@@ -93,6 +96,10 @@ const STREAM_PAD: &str = "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
 const _: () = assert!(STREAM_PAD.len() == STREAM_DATA_LEN - r#"{"seq":0,"pad":""}"#.len());
 
 const DEFAULT_FANOUT_MS: u64 = 100;
+/// `/fanout` subscribers are woken at most once per this window ([`Hub::coalesce`]):
+/// at `FANOUT_MS=100` every event still goes out at once; at `FANOUT_MS=1` each
+/// subscriber gets about 30 events per write instead of one (see `BENCHMARKS.md`).
+const DEFAULT_FANOUT_COALESCE_MS: u64 = 30;
 /// The hub topic behind `/fanout` and `/publish`.
 const FANOUT_TOPIC: &str = "fanout";
 /// The `/fanout` history: the newest events kept for replay, at most this many and at
@@ -131,6 +138,8 @@ async fn main() -> Result<(), BoxError> {
         }
         Err(_) => Hub::with(FANOUT_HISTORY, lag),
     };
+    let coalesce_ms = env_number("FANOUT_COALESCE_MS", DEFAULT_FANOUT_COALESCE_MS, 1000)?;
+    let hub = hub.coalesce(Duration::from_millis(coalesce_ms));
     // The first tick goes out now, before the server accepts anybody: no client can see
     // a later event before it. The ticker task publishes the others.
     publish_tick(&hub, 0).await;

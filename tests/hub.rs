@@ -831,3 +831,164 @@ async fn behind_drop_oldest_a_frozen_client_loses_events_in_the_layer_not_the_hu
     assert_eq!(received + gaps, EVENTS);
     assert_eq!(stats(&hub, TOPIC).lagged, 0);
 }
+
+// ---------------------------------------------------------------------------------
+// Coalescing (`Hub::coalesce`)
+// ---------------------------------------------------------------------------------
+
+/// Publishes `e0`…`e4` at 0, 1, 2, 25 and 27 ms (tokio's paused clock) to a hub with
+/// `window`, and returns when one subscriber received each, from the start.
+async fn delivery_times(window: Duration) -> Vec<(String, Duration)> {
+    let hub = Hub::new().coalesce(window);
+    let mut sub = hub.subscribe(TOPIC, None).await;
+    let start = tokio::time::Instant::now();
+    let reader = tokio::spawn(async move {
+        let mut got = Vec::new();
+        for _ in 0..5 {
+            let bytes = next_encoded(&mut sub).await;
+            let text = String::from_utf8(bytes.to_vec()).unwrap();
+            got.push((field(&text, "data").unwrap().to_owned(), start.elapsed()));
+        }
+        got
+    });
+    for (n, at_ms) in [(0, 0), (1, 1), (2, 2), (3, 25), (4, 27)] {
+        tokio::time::sleep_until(start + Duration::from_millis(at_ms)).await;
+        hub.publish(TOPIC, event(n)).await.unwrap();
+    }
+    within("the reader", reader).await.unwrap()
+}
+
+fn at(data: &str, ms: u64) -> (String, Duration) {
+    (data.to_owned(), Duration::from_millis(ms))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_coalescing_window_wakes_subscribers_once_per_window_and_never_delays_a_quiet_topic() {
+    // Without a window, every event is delivered when it is published.
+    let immediate = delivery_times(Duration::ZERO).await;
+    assert_eq!(
+        immediate,
+        [
+            at("e0", 0),
+            at("e1", 1),
+            at("e2", 2),
+            at("e3", 25),
+            at("e4", 27)
+        ]
+    );
+    // With 10 ms: e0 opens a window and goes out at once; e1 and e2 wait for its end
+    // (10 ms) and go out together; e3 comes after a quiet window (the last wake was
+    // at 10 ms) and goes out at once; e4, 2 ms later, waits for 35 ms.
+    let coalesced = delivery_times(Duration::from_millis(10)).await;
+    assert_eq!(
+        coalesced,
+        [
+            at("e0", 0),
+            at("e1", 10),
+            at("e2", 10),
+            at("e3", 25),
+            at("e4", 35)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn events_within_a_window_reach_the_socket_in_one_chunk() {
+    let hub = Hub::new().coalesce(Duration::from_millis(300));
+    let app = App::new(hub.clone());
+    let server = app.serve(SseLayer::new()).await;
+    let mut client = RawClient::connect(server.addr).await;
+    client.get("/", &[]).await;
+    assert_eq!(client.read_head().await.status, 200);
+    wait_subscribers(&hub, TOPIC, 1).await;
+
+    // Published at once after a quiet spell: alone in its chunk.
+    hub.publish(TOPIC, event(0)).await.unwrap();
+    let Chunk::Data(first) = client.read_chunk().await else {
+        panic!("a chunk with e0");
+    };
+    assert_eq!(first, b"id: 0\ndata: e0\n\n");
+    // Four events 2 ms apart: the subscriber is not woken until the window ends, then
+    // reads all four and the layer writes them as one HTTP chunk.
+    for n in 1..5 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        hub.publish(TOPIC, event(n)).await.unwrap();
+    }
+    let Chunk::Data(rest) = client.read_chunk().await else {
+        panic!("a chunk with e1..e4");
+    };
+    assert_eq!(
+        std::str::from_utf8(&rest).unwrap(),
+        "id: 1\ndata: e1\n\nid: 2\ndata: e2\n\nid: 3\ndata: e3\n\nid: 4\ndata: e4\n\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_a_window_http_subscribers_still_receive_every_event_in_order() {
+    const CLIENTS: usize = 20;
+    const EVENTS: u64 = 300;
+    let hub = Hub::new().coalesce(Duration::from_millis(5));
+    let app = App::new(hub.clone());
+    let server = app.serve(SseLayer::new()).await;
+    let url = server.url("/");
+    let client = http_client();
+    let mut streams = Vec::new();
+    for _ in 0..CLIENTS {
+        streams.push(connect(&client, &url, None).await);
+    }
+    wait_subscribers(&hub, TOPIC, CLIENTS).await;
+    let readers: Vec<_> = streams
+        .into_iter()
+        .map(|mut events| tokio::spawn(async move { next_ids(&mut events, EVENTS as usize).await }))
+        .collect();
+    for n in 0..EVENTS {
+        hub.publish(TOPIC, event(n)).await.unwrap();
+        if n % 3 == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    let want: Vec<u64> = (0..EVENTS).collect();
+    for reader in readers {
+        assert_eq!(within("a reader", reader).await.unwrap(), want);
+    }
+}
+
+/// The end of a window is a task on the runtime of the publish that opened it. If that
+/// runtime shuts down first, the next publish wakes the subscribers itself.
+#[test]
+fn a_window_whose_runtime_shut_down_does_not_strand_the_subscribers() {
+    let window = Duration::from_millis(20);
+    let hub = Hub::new().coalesce(window);
+    let first = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    first.block_on(async {
+        hub.publish(TOPIC, event(0)).await.unwrap(); // opens a window
+        hub.publish(TOPIC, event(1)).await.unwrap(); // schedules its end on `first`
+    });
+    drop(first); // the scheduled wake never runs
+
+    let second = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    second.block_on(async {
+        let mut sub = hub.subscribe(TOPIC, Some(&LastEventId::new("1"))).await;
+        // No timeout inside the reader: its timer would wake it and hide a lost wake.
+        let reader = tokio::spawn(async move {
+            match sub.next().await {
+                Some(Ok(Message::Encoded(encoded))) => encoded.into_bytes(),
+                other => panic!("expected an encoded event, got {other:?}"),
+            }
+        });
+        tokio::task::yield_now().await; // the reader parks
+                                        // Well past the end of the dead window.
+        tokio::time::sleep(window * 3).await;
+        hub.publish(TOPIC, event(2)).await.unwrap();
+        let bytes = within("a wake after the dead window", reader)
+            .await
+            .unwrap();
+        assert_eq!(&bytes[..], b"id: 2\ndata: e2\n\n");
+    });
+}

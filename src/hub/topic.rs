@@ -4,9 +4,10 @@ use std::{
     collections::VecDeque,
     sync::{
         atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed},
-        Arc, Mutex, MutexGuard, OnceLock, PoisonError,
+        Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak,
     },
     task::Waker,
+    time::Duration,
 };
 
 use bytes::Bytes;
@@ -33,6 +34,10 @@ pub(crate) struct TopicState {
     next_seq: u64,
     wakers: Vec<Option<Waker>>,
     free: Vec<usize>,
+    /// When the parked subscribers were last woken (with a coalescing window).
+    last_wake: Option<Instant>,
+    /// When the wake scheduled for the end of the current window is due.
+    wake_due: Option<Instant>,
 }
 
 /// Where a subscriber's cursor stands against the history.
@@ -131,6 +136,10 @@ impl TopicState {
         }
     }
 
+    fn take_wakers(&mut self) -> Vec<Waker> {
+        self.wakers.iter_mut().filter_map(Option::take).collect()
+    }
+
     pub(crate) fn park(&mut self, key: usize, waker: &Waker) {
         if let Some(slot) = self.wakers.get_mut(key) {
             match slot {
@@ -149,14 +158,17 @@ pub(crate) struct Topic {
     pub(crate) subscribers: AtomicUsize,
     pub(crate) published: AtomicU64,
     pub(crate) lagged: AtomicU64,
+    /// Wake the subscribers at most once per this window (zero: on every append).
+    coalesce: Duration,
     /// With a backplane: the task filling the history from it (stopped with the topic).
     pub(crate) reader: OnceLock<Reader>,
 }
 
 impl Topic {
-    pub(crate) fn new(name: Arc<str>) -> Self {
+    pub(crate) fn new(name: Arc<str>, coalesce: Duration) -> Self {
         Self {
             name,
+            coalesce,
             state: Mutex::new(TopicState::default()),
             subscribers: AtomicUsize::new(0),
             published: AtomicU64::new(0),
@@ -169,15 +181,15 @@ impl Topic {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Appends an encoded event and wakes every parked subscriber. `make` gets the
-    /// entry's `seq` and returns its id and bytes (so a hub-assigned id can be the seq).
+    /// Appends an encoded event and wakes the parked subscribers (now, or at the end of
+    /// the coalescing window). `make` gets the entry's `seq` and returns its id and
+    /// bytes (so a hub-assigned id can be the seq).
     pub(crate) fn append(
-        &self,
+        self: &Arc<Self>,
         limits: &History,
         make: impl FnOnce(u64) -> (Arc<str>, Bytes),
     ) -> (u64, Arc<str>) {
         let now = Instant::now();
-        let mut wake = Vec::new();
         let mut state = self.lock();
         let seq = state.next_seq;
         let (id, bytes) = make(seq);
@@ -190,17 +202,42 @@ impl Topic {
             at: now,
         });
         state.prune(limits, now);
-        for slot in &mut state.wakers {
-            if let Some(waker) = slot.take() {
-                wake.push(waker);
-            }
-        }
+        let wake = self.wake_or_schedule(&mut state, now);
         drop(state);
         self.published.fetch_add(1, Relaxed);
         for waker in wake {
             waker.wake();
         }
         (seq, id)
+    }
+
+    /// The wakers to wake now. Without a window: all parked ones. With one: all parked
+    /// ones if the last wake is a whole window ago (the leading edge: an event after a
+    /// quiet spell goes out at once); otherwise none, and one wake is scheduled for
+    /// the end of the window, which takes every event appended meanwhile in one go.
+    fn wake_or_schedule(self: &Arc<Self>, state: &mut TopicState, now: Instant) -> Vec<Waker> {
+        if self.coalesce.is_zero() {
+            return state.take_wakers();
+        }
+        if let Some(due) = state.wake_due {
+            // Scheduled and not overdue by a whole window: it takes this event too.
+            // (Overdue: its runtime shut down before it ran; wake now instead.)
+            if now < due + self.coalesce {
+                return Vec::new();
+            }
+        }
+        let due = state.last_wake.map_or(now, |last| last + self.coalesce);
+        // Outside a runtime (a publish from a plain thread) there is nothing to
+        // schedule on: wake now.
+        let runtime = tokio::runtime::Handle::try_current();
+        let Some(runtime) = runtime.ok().filter(|_| due > now) else {
+            state.last_wake = Some(now);
+            state.wake_due = None;
+            return state.take_wakers();
+        };
+        state.wake_due = Some(due);
+        runtime.spawn(wake_at(Arc::downgrade(self), due));
+        Vec::new()
     }
 
     /// Whether the topic can be forgotten: no subscriber and no history left.
@@ -214,6 +251,26 @@ impl Topic {
     }
 }
 
+/// The scheduled end of a coalescing window: wakes the topic's parked subscribers (if
+/// the topic still exists).
+async fn wake_at(topic: Weak<Topic>, at: Instant) {
+    tokio::time::sleep_until(at).await;
+    let Some(topic) = topic.upgrade() else {
+        return;
+    };
+    let mut state = topic.lock();
+    if state.wake_due != Some(at) {
+        return; // overdue, and a publish woke the subscribers instead
+    }
+    state.wake_due = None;
+    state.last_wake = Some(Instant::now());
+    let wake = state.take_wakers();
+    drop(state);
+    for waker in wake {
+        waker.wake();
+    }
+}
+
 /// History limits for tests of the ring itself.
 #[cfg(test)]
 pub(crate) fn limits(events: usize, bytes: usize, age: Option<std::time::Duration>) -> History {
@@ -223,9 +280,8 @@ pub(crate) fn limits(events: usize, bytes: usize, age: Option<std::time::Duratio
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
-    fn push(topic: &Topic, limits: &History, text: &str) -> u64 {
+    fn push(topic: &Arc<Topic>, limits: &History, text: &str) -> u64 {
         topic
             .append(limits, |seq| {
                 (Arc::from(seq.to_string()), Bytes::from(text.to_owned()))
@@ -235,7 +291,7 @@ mod tests {
 
     #[tokio::test]
     async fn history_is_bounded_in_events_and_bytes() {
-        let topic = Topic::new(Arc::from("t"));
+        let topic = Arc::new(Topic::new(Arc::from("t"), Duration::ZERO));
         let by_count = limits(3, usize::MAX, None);
         for i in 0..10 {
             push(&topic, &by_count, &i.to_string());
@@ -246,7 +302,7 @@ mod tests {
         assert!(matches!(topic.lock().read(10), Read::Empty));
 
         let by_bytes = limits(usize::MAX, 25, None);
-        let topic = Topic::new(Arc::from("t"));
+        let topic = Arc::new(Topic::new(Arc::from("t"), Duration::ZERO));
         for _ in 0..10 {
             push(&topic, &by_bytes, "0123456789");
         }
@@ -259,7 +315,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn history_expires_by_age() {
-        let topic = Topic::new(Arc::from("t"));
+        let topic = Arc::new(Topic::new(Arc::from("t"), Duration::ZERO));
         let aged = limits(usize::MAX, usize::MAX, Some(Duration::from_secs(10)));
         push(&topic, &aged, "a");
         tokio::time::advance(Duration::from_secs(11)).await;
