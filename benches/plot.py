@@ -14,6 +14,7 @@ Lines with an "error" field (a measurement that failed) are listed, not used.
 """
 
 import json
+import re
 import math
 import statistics
 import sys
@@ -24,7 +25,7 @@ SERVER_ORDER = ["tower-sse", "axum", "floor"]
 COLORS = {"tower-sse": "#d62728", "axum": "#1f77b4", "floor": "#7f7f7f"}
 CASE_ORDER = [
     "stream-1", "stream-16",
-    "idle-1000", "idle-5000", "idle-10000", "idle-19000",
+    "idle-1000", "idle-5000", "idle-10000", "idle-19000", "idle-10000-100ms",
     "fanout-1000-100ms", "fanout-10000-100ms", "fanout-1000-1ms", "fanout-10000-1ms",
 ]
 
@@ -283,7 +284,9 @@ def svg_plot(series, title, subtitle, xlabel, ylabel, path):
 
 def svg(path, outdir):
     rows, _ = load(path)
-    idle = [r for r in rows if r.get("scenario") == "idle"]
+    # The plots are against the number of connections at the run's heartbeat
+    # interval (cases idle-N; idle-10000-100ms has its own).
+    idle = [r for r in rows if r.get("scenario") == "idle" and re.fullmatch(r"idle-\d+", r.get("case", ""))]
     if not idle:
         print("no idle results to plot", file=sys.stderr)
         return

@@ -33,10 +33,11 @@
 #                    heartbeat intervals, or heartbeats/expected is off by the rounding)
 #   WARMUP=1         seconds between the last connection and the window
 #   RATE=5000        new connections per second during the ramp-up
-#   HB_MS=1000       /idle heartbeat interval
+#   HB_MS=1000       /idle heartbeat interval (idle-10000-100ms: always 100 ms)
 #   CASES=...        a subset of the case names below (space-separated)
 #   SERVERS=...      a subset of: tower-sse axum floor tower-sse-timer (the demo with
-#                    HEARTBEAT=timer: Heartbeat::per_stream_timer)
+#                    HEARTBEAT=timer: Heartbeat::per_stream_timer) tower-sse-nocoalesce
+#                    (the demo with FANOUT_COALESCE_MS=0)
 #   SERVER_CPU=0 LOADGEN_CPU=1 NOFILE=20000
 #   NO_BUILD=1       use the binaries already in target/release/examples
 #   NO_PLOT=1        skip benches/plot.py
@@ -63,7 +64,7 @@ LOADGEN_CPU=${LOADGEN_CPU:-1}
 NOFILE=${NOFILE:-20000}
 SERVERS=${SERVERS:-tower-sse axum floor}
 
-# name | scenario | connections | FANOUT_MS (fanout only)
+# name | scenario | connections | FANOUT_MS (fanout only) | heartbeat ms (idle only; default HB_MS)
 ALL_CASES=(
   "stream-1|stream|1|"
   "stream-16|stream|16|"
@@ -71,6 +72,7 @@ ALL_CASES=(
   "idle-5000|idle|5000|"
   "idle-10000|idle|10000|"
   "idle-19000|idle|19000|"
+  "idle-10000-100ms|idle|10000||100"
   "fanout-1000-100ms|fanout|1000|100"
   "fanout-10000-100ms|fanout|10000|100"
   "fanout-1000-1ms|fanout|1000|1"
@@ -164,10 +166,11 @@ trap stop_server EXIT
 
 # start_server NAME FANOUT_MS LOG: sets server_pid and server_port
 start_server() {
-  local name=$1 fanout_ms=${2:-100} log=$3 exe floor=0 heartbeat=default
+  local name=$1 fanout_ms=${2:-100} log=$3 exe floor=0 heartbeat=default coalesce=30
   case $name in
   tower-sse) exe=$bin/demo ;;
   tower-sse-timer) exe=$bin/demo heartbeat=timer ;;
+  tower-sse-nocoalesce) exe=$bin/demo coalesce=0 ;;
   axum) exe=$bin/axum_ref ;;
   floor) exe=$bin/axum_ref floor=1 ;;
   *) echo "unknown server $name" >&2; return 1 ;;
@@ -179,6 +182,7 @@ start_server() {
   # `env` and `taskset` exec the server, so $! is the server's pid (a shell function
   # here would put a subshell in between).
   env -u REDIS_URL TOKIO_WORKER_THREADS=1 PORT=0 HOST=127.0.0.1 FANOUT_MS="$fanout_ms" FLOOR=$floor HEARTBEAT=$heartbeat \
+    FANOUT_COALESCE_MS=$coalesce \
     "${pin_cmd[@]}" "$exe" >"$log" 2>&1 &
   server_pid=$!
   server_port=
@@ -203,8 +207,8 @@ start_server() {
 
 measure() { # measure ROUND CASE SERVER
   local round=$1 case=$2 server=$3
-  local name scenario conns fanout_ms
-  IFS='|' read -r name scenario conns fanout_ms <<<"$case"
+  local name scenario conns fanout_ms hb_ms
+  IFS='|' read -r name scenario conns fanout_ms hb_ms <<<"$case"
   local log=$out/logs/$name.$server.$round
   if ((conns + 64 > nofile)); then
     echo "{\"case\":\"$name\",\"server\":\"$server\",\"run\":$round,\"error\":\"open-file limit $nofile too low for $conns connections\"}" >>"$results"
@@ -219,7 +223,7 @@ measure() { # measure ROUND CASE SERVER
     --secs "$SECS" --warmup "$WARMUP" --rate "$RATE" --pid "$server_pid" --json
     --tag "case=$name" --tag "server=$server" --tag "run=$round" --tag "commit=$commit$dirty"
     --tag "quick=$QUICK")
-  [[ $scenario == idle ]] && args+=(--hb-ms "$HB_MS")
+  [[ $scenario == idle ]] && args+=(--hb-ms "${hb_ms:-$HB_MS}")
   [[ -n $fanout_ms ]] && args+=(--fanout-ms "$fanout_ms")
   local line rc=0 t0=$SECONDS
   line=$(pinned "$LOADGEN_CPU" "$bin/loadgen" "${args[@]}" 2>"$log.loadgen.txt") || rc=$?
