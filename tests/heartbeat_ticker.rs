@@ -97,3 +97,29 @@ async fn a_pause_in_the_events_is_filled_with_heartbeats() {
     // 100 ms until the event at 1000 ms: 9 heartbeats.
     assert_eq!(beats, 9, "{text:?}");
 }
+
+/// A runtime too busy to run the ticker on time (here: the clock jumps 20 ms at a time,
+/// past the 12.5 ms tick period) must not stretch the interval: a late tick is caught
+/// up, not pushed back, so heartbeats stay one interval apart on average instead of
+/// drifting later with every late tick.
+#[tokio::test(start_paused = true)]
+async fn late_ticks_are_caught_up_not_pushed_back() {
+    let layer = SseLayer::new().heartbeat(Heartbeat::new(INTERVAL).shared_ticker());
+    let mut idle = body(layer.clone(), tokio_stream::pending()).await;
+    let reader = tokio::spawn(async move {
+        loop {
+            assert_eq!(&next(&mut idle).await[..], b":\n\n");
+        }
+    });
+    // Two seconds, in steps longer than a tick.
+    for _ in 0..100 {
+        tokio::time::advance(Duration::from_millis(20)).await;
+        tokio::task::yield_now().await;
+    }
+    reader.abort();
+    // 2 s of silence at a 100 ms interval: 19 or 20 heartbeats (the first comes after
+    // 1 to 9/8 intervals). A ticker that restarts its period at every late tick ticks
+    // once per 20 ms step and sends one every 160 ms: 12.
+    let sent = layer.stats().heartbeats_sent();
+    assert!((19..=20).contains(&sent), "{sent} heartbeats in 2 s");
+}

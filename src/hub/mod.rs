@@ -29,6 +29,13 @@
 //! [`Lag::Event`] it gets an event carrying the number of lost events and goes on.
 //! Either way [`TopicStats::lagged`] counts it.
 //!
+//! **Busy topics.** Every publish wakes the topic's waiting subscribers, and each
+//! wake-up ends in a socket write. A subscriber that was not polled in between reads
+//! all the events that arrived since in one go (one frame), but on a topic publishing
+//! hundreds of events per second to thousands of subscribers the wake-ups and writes
+//! dominate. [`Hub::coalesce`] bounds them to one per subscriber per window, at the
+//! price of up to that window of latency on a busy topic (none on a quiet one).
+//!
 //! **Several instances.** With a [`Backplane`] ([`Hub::with_backplane`], or
 //! [`Hub::redis`] with feature `redis`), publishers and subscribers may sit on
 //! different instances: the backplane orders the events and gives them their ids, and
@@ -388,7 +395,10 @@ impl Hub {
     ///
     /// Applies to the topics created after the call: set it when building the hub. With
     /// a backplane it applies to the events its reader brings in. Windows longer than
-    /// an hour are taken as an hour.
+    /// an hour are taken as an hour. The end of a window is a task sleeping on the
+    /// tokio runtime of the publish that opened it, so that runtime needs its timer
+    /// enabled (as the layer's heartbeats do); a publish made outside any runtime wakes
+    /// the subscribers at once.
     ///
     /// ```
     /// use std::time::Duration;
