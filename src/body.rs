@@ -1,8 +1,10 @@
 use std::{
     fmt,
+    future::Future,
     pin::Pin,
     sync::{Arc, Mutex, MutexGuard, PoisonError},
     task::{Context, Poll},
+    time::Duration,
 };
 
 use atomic_waker::AtomicWaker;
@@ -11,7 +13,11 @@ use futures_core::Stream;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
 use pin_project_lite::pin_project;
-use tokio::{sync::OwnedSemaphorePermit, task::AbortHandle, time::Instant};
+use tokio::{
+    sync::OwnedSemaphorePermit,
+    task::AbortHandle,
+    time::{Instant, Sleep},
+};
 use tracing::Span;
 
 use crate::{
@@ -174,6 +180,9 @@ impl Conn {
     }
 }
 
+/// Too-large events skipped in one poll of a direct body before it yields.
+const SKIPS_PER_POLL: usize = 128;
+
 pin_project! {
     #[project = SourceProj]
     enum Source<St> {
@@ -236,6 +245,30 @@ impl Drop for Guard {
     }
 }
 
+/// Why the source was stopped before its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// It was not: the source is polled.
+    No,
+    /// Shutdown was seen; the shutdown's last event ends the stream.
+    Shutdown,
+    /// The stream reached its `max_lifetime`; the `lifetime_retry` hint ends it.
+    Expired,
+}
+
+/// `max` minus a jitter of up to 10 % of it, for the stream numbered `n` (0, 1, 2, …
+/// per layer): `n` times 2^64 / φ (Fibonacci hashing), whose top 32 bits are a fraction
+/// that spreads consecutive numbers evenly over `[0, 1)`. Deterministic and cheap.
+pub(crate) fn jittered_lifetime(max: Duration, n: u64) -> Duration {
+    const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
+    let fraction = u128::from(n.wrapping_mul(GOLDEN) >> 32);
+    // At most u64::MAX s in ns / 10 × 2^32 < 2^125: no overflow.
+    let jitter = (max.as_nanos() / 10 * fraction) >> 32;
+    let secs = u64::try_from(jitter / 1_000_000_000).unwrap_or(u64::MAX);
+    let nanos = u32::try_from(jitter % 1_000_000_000).unwrap_or(0);
+    max.saturating_sub(Duration::new(secs, nanos))
+}
+
 pin_project! {
     pub(crate) struct EventsBody<St> {
         #[pin]
@@ -244,10 +277,28 @@ pin_project! {
         // `frame` ends with one encoded event that goes out in the next frame.
         carried: bool,
         heartbeat: Option<HeartbeatTimer>,
-        // Shutdown was seen: the source is stopped, what is encoded drains.
-        stopping: bool,
+        // Fires at the stream's `max_lifetime` (jittered); `None` without one, and once
+        // it fired.
+        lifetime: Option<Pin<Box<Sleep>>>,
+        // Shutdown or the lifetime was seen: the source is stopped, what is encoded
+        // drains.
+        stop: Stop,
         done: bool,
         guard: Guard,
+    }
+}
+
+/// Stops the source: aborts the pump (what it queued still goes out) or drops the
+/// source polled in place.
+fn stop_source<St>(mut source: Pin<&mut Source<St>>, pump: &mut Option<AbortHandle>, conn: &Conn) {
+    if let Some(pump) = pump.take() {
+        pump.abort();
+        let mut queue = conn.lock_queue();
+        if queue.state == QueueState::Open {
+            queue.state = QueueState::Ended;
+        }
+    } else if let SourceProj::Direct { .. } = source.as_mut().project() {
+        source.set(Source::Done);
     }
 }
 
@@ -287,6 +338,16 @@ where
                 (Source::Direct { stream }, None)
             }
         };
+        // Likewise no lifetime timer without a runtime. A deadline past what an
+        // `Instant` can hold is no deadline.
+        let lifetime = config
+            .max_lifetime
+            .filter(|_| tokio::runtime::Handle::try_current().is_ok())
+            .and_then(|max| {
+                let lifetime = jittered_lifetime(max, config.shared.stats.next_lifetime());
+                Instant::now().checked_add(lifetime)
+            })
+            .map(|deadline| Box::pin(tokio::time::sleep_until(deadline)));
         Self {
             source,
             frame: BytesMut::new(),
@@ -295,7 +356,8 @@ where
             heartbeat: heartbeat
                 .filter(|_| tokio::runtime::Handle::try_current().is_ok())
                 .map(|hb| HeartbeatTimer::new(hb, &config.shared)),
-            stopping: false,
+            lifetime,
+            stop: Stop::No,
             done: false,
             guard: Guard {
                 config,
@@ -328,18 +390,24 @@ where
             if *this.done {
                 return Poll::Ready(None);
             }
-            if !*this.stopping && config.shared.is_shutting_down() {
+            if *this.stop == Stop::No {
                 // Stop the source; what is already encoded still goes out, then the
-                // shutdown's last event, then the end of the stream.
-                *this.stopping = true;
-                if let Some(pump) = guard.pump.take() {
-                    pump.abort();
-                    let mut queue = guard.conn.lock_queue();
-                    if queue.state == QueueState::Open {
-                        queue.state = QueueState::Ended;
-                    }
-                } else if let SourceProj::Direct { .. } = this.source.as_mut().project() {
-                    this.source.set(Source::Done);
+                // shutdown's last event or the lifetime's `retry:` hint, then the end
+                // of the stream.
+                if config.shared.is_shutting_down() {
+                    *this.stop = Stop::Shutdown;
+                    stop_source(this.source.as_mut(), &mut guard.pump, &guard.conn);
+                } else if this
+                    .lifetime
+                    .as_mut()
+                    .is_some_and(|sleep| sleep.as_mut().poll(cx).is_ready())
+                {
+                    *this.lifetime = None;
+                    *this.stop = Stop::Expired;
+                    stop_source(this.source.as_mut(), &mut guard.pump, &guard.conn);
+                    config.shared.stats.expired();
+                    guard.span.record("expired", true);
+                    tracing::debug!(parent: &guard.span, "sse stream reached its max_lifetime");
                 }
             }
 
@@ -350,15 +418,27 @@ where
             let mut events = usize::from(std::mem::take(this.carried));
             let mut split_at = usize::MAX;
             let mut ended = false;
+            // Events skipped as too large in this poll: an always-ready source of them
+            // must not keep this poll going forever.
+            let mut skipped = 0;
             match this.source.as_mut().project() {
                 SourceProj::Direct { mut stream } => {
                     // Nothing waits in a queue here: ready events go straight into the
                     // frame hyper takes, so only its size is capped.
-                    while frame.len() < max_bytes {
+                    while frame.len() < max_bytes && skipped < SKIPS_PER_POLL {
                         match stream.as_mut().poll_next(cx) {
                             Poll::Ready(Some(Ok(item))) => {
                                 let before = frame.len();
                                 item.encode_to(frame);
+                                if config.event_too_large(frame.len() - before) {
+                                    frame.truncate(before);
+                                    if frame.capacity() > max_bytes.saturating_mul(2) {
+                                        // Do not keep the room the skipped event took.
+                                        *frame = BytesMut::from(&frame[..]);
+                                    }
+                                    skipped += 1;
+                                    continue;
+                                }
                                 if frame.len() > max_bytes && before > 0 {
                                     // It would overflow this frame: it starts the next.
                                     *this.carried = true;
@@ -429,13 +509,16 @@ where
             }
             if ended {
                 *this.done = true;
-                if *this.stopping {
-                    if let Some(last) = config.shared.last_event() {
-                        guard.stats.events += 1;
-                        guard.stats.bytes += last.len() as u64;
-                        config.shared.stats.sent(1, last.len() as u64);
-                        return Poll::Ready(Some(Ok(Frame::data(last))));
-                    }
+                let last = match *this.stop {
+                    Stop::No => None,
+                    Stop::Shutdown => config.shared.last_event(),
+                    Stop::Expired => config.lifetime_retry.clone(),
+                };
+                if let Some(last) = last {
+                    guard.stats.events += 1;
+                    guard.stats.bytes += last.len() as u64;
+                    config.shared.stats.sent(1, last.len() as u64);
+                    return Poll::Ready(Some(Ok(Frame::data(last))));
                 }
                 return Poll::Ready(None);
             }
@@ -453,7 +536,11 @@ where
                 }
             }
             guard.conn.waker.register(cx.waker());
-            if *this.stopping || !config.shared.is_shutting_down() {
+            if skipped >= SKIPS_PER_POLL {
+                // The source may have more ready: come back after other tasks ran.
+                cx.waker().wake_by_ref();
+            }
+            if *this.stop != Stop::No || !config.shared.is_shutting_down() {
                 return Poll::Pending;
             }
         }
@@ -481,5 +568,49 @@ mod size_tests {
             total < 1024,
             "body {body} + conn {conn} + sleep {sleep} = {total}"
         );
+    }
+}
+
+#[cfg(test)]
+mod lifetime_tests {
+    use super::*;
+
+    #[test]
+    fn jittered_lifetimes_differ_and_stay_within_the_last_tenth() {
+        for max in [
+            Duration::from_secs(1),
+            Duration::from_secs(3600),
+            Duration::from_millis(7),
+        ] {
+            let lifetimes: Vec<Duration> = (0..16).map(|n| jittered_lifetime(max, n)).collect();
+            for (n, lifetime) in lifetimes.iter().enumerate() {
+                assert!(
+                    *lifetime <= max && *lifetime >= max * 9 / 10,
+                    "stream {n}: {lifetime:?} of {max:?}"
+                );
+            }
+            let mut distinct = lifetimes.clone();
+            distinct.sort();
+            distinct.dedup();
+            assert_eq!(distinct.len(), lifetimes.len(), "{lifetimes:?}");
+        }
+    }
+
+    #[test]
+    fn jitter_spreads_consecutive_streams_over_the_whole_tenth() {
+        let max = Duration::from_secs(100);
+        let mut jitters: Vec<Duration> = (0..64).map(|n| max - jittered_lifetime(max, n)).collect();
+        jitters.sort();
+        // 64 streams over 10 s: no gap between neighbours much wider than 10 s / 64.
+        let widest = jitters.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+        assert!(widest < Duration::from_millis(500), "{widest:?}");
+        assert!(jitters[63] > Duration::from_secs(9), "{jitters:?}");
+    }
+
+    #[test]
+    fn extreme_lifetimes_do_not_overflow() {
+        assert_eq!(jittered_lifetime(Duration::ZERO, 5), Duration::ZERO);
+        let max = jittered_lifetime(Duration::MAX, u64::MAX);
+        assert!(max >= Duration::MAX / 10 * 9);
     }
 }

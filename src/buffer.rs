@@ -398,6 +398,9 @@ pub(crate) async fn pump<St, T, E>(
                 Poll::Ready(Some(Ok(item))) => {
                     budget -= 1;
                     let bytes = item.into_bytes();
+                    if config.event_too_large(bytes.len()) {
+                        continue;
+                    }
                     if wait {
                         held = Some(bytes);
                         continue;

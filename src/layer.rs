@@ -1,5 +1,6 @@
 use std::{fmt, sync::Arc, time::Duration};
 
+use bytes::Bytes;
 use tower_layer::Layer;
 
 use crate::{
@@ -29,6 +30,9 @@ pub(crate) type ErrorFn = Arc<dyn Fn(&BoxError) -> Option<Event> + Send + Sync>;
 /// | [`gap_event`](Self::gap_event) | none (gaps are counted and traced) |
 /// | [`on_error`](Self::on_error) | none (the stream ends after a source error) |
 /// | [`max_streams`](Self::max_streams) | no limit |
+/// | [`max_lifetime`](Self::max_lifetime) | none (a stream stays open until its source ends or the client leaves) |
+/// | [`lifetime_retry`](Self::lifetime_retry) | none (no `retry:` hint when a stream reaches its lifetime) |
+/// | [`max_event_bytes`](Self::max_event_bytes) | no limit |
 ///
 /// # Example
 ///
@@ -74,6 +78,11 @@ pub(crate) struct Config {
     pub(crate) gap: Option<GapFn>,
     pub(crate) on_error: Option<ErrorFn>,
     pub(crate) limit: Option<StreamLimit>,
+    pub(crate) max_lifetime: Option<Duration>,
+    /// The encoded `retry:` event sent when a stream reaches its lifetime.
+    pub(crate) lifetime_retry: Option<Bytes>,
+    /// `usize::MAX` when there is no limit: one comparison per event either way.
+    pub(crate) max_event_bytes: usize,
     pub(crate) shared: Arc<Shared>,
 }
 
@@ -88,6 +97,28 @@ impl Config {
         self.shared.stats.source_error();
         tracing::warn!(error = %err, "sse source failed; ending the stream");
         self.on_error.as_ref().and_then(|f| f(&err))
+    }
+
+    /// Whether a source event of `len` encoded bytes is over
+    /// [`max_event_bytes`](SseLayer::max_event_bytes). If so it is counted and logged
+    /// (its size, never its content), and the caller skips it.
+    #[inline]
+    pub(crate) fn event_too_large(&self, len: usize) -> bool {
+        if len <= self.max_event_bytes {
+            return false;
+        }
+        self.skip_too_large(len);
+        true
+    }
+
+    #[cold]
+    fn skip_too_large(&self, len: usize) {
+        self.shared.stats.too_large();
+        tracing::warn!(
+            size = len,
+            limit = self.max_event_bytes,
+            "sse event larger than max_event_bytes; skipped"
+        );
     }
 }
 
@@ -116,6 +147,9 @@ impl SseLayer {
                 gap: None,
                 on_error: None,
                 limit: None,
+                max_lifetime: None,
+                lifetime_retry: None,
+                max_event_bytes: usize::MAX,
                 shared: Arc::new(Shared::default()),
             },
         }
@@ -241,6 +275,79 @@ impl SseLayer {
         self
     }
 
+    /// Ends each stream cleanly once it has been open about `lifetime`, so that the
+    /// client reconnects (an `EventSource` does so by itself, sending its
+    /// `Last-Event-ID`): a way to rebalance long-lived connections across instances and
+    /// to re-check authorization periodically. Default: none.
+    ///
+    /// When a stream's time is up, its source is no longer polled (and is dropped);
+    /// what was already encoded or buffered still goes out, then the
+    /// [`lifetime_retry`](Self::lifetime_retry) hint if one is set, then a clean end of
+    /// the body (no error). [`SseStats::streams_expired`] counts these streams and the
+    /// stream's `tracing` span records `expired = true`.
+    ///
+    /// So that streams opened at the same moment do not all reconnect at the same
+    /// moment, each stream's lifetime is `lifetime` minus a jitter of up to 10 % of it:
+    /// the streams of a layer are numbered as they open, and the jitter is that number
+    /// hashed (a multiplication by the 64-bit golden ratio), which spreads any run of
+    /// consecutive streams evenly over `[0.9, 1.0] × lifetime`. It is deterministic, not
+    /// random.
+    ///
+    /// Streams without the setting cost nothing for it; with it, each stream has one
+    /// timer. The timer needs a tokio runtime with time enabled, as heartbeats do: a
+    /// stream started outside any tokio runtime gets no lifetime. A zero `lifetime` ends each
+    /// stream at the next tick of tokio's timer (a millisecond), after at most the
+    /// events that were ready at once. A lifetime too long for an `Instant` is none.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let layer = tower_sse::SseLayer::new()
+    ///     .max_lifetime(Duration::from_secs(30 * 60))
+    ///     .lifetime_retry(Duration::from_secs(2));
+    /// ```
+    pub fn max_lifetime(mut self, lifetime: Duration) -> Self {
+        self.config.max_lifetime = Some(lifetime);
+        self
+    }
+
+    /// The reconnection delay sent as a last `retry: <ms>` event by a stream that
+    /// reached its [`max_lifetime`](Self::max_lifetime), just before it ends. Default:
+    /// none (the stream ends without an extra event, and the browser reconnects after
+    /// its current reconnection time, about 3 s unless the stream set one). Has no
+    /// effect without `max_lifetime`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let layer = tower_sse::SseLayer::new()
+    ///     .max_lifetime(Duration::from_secs(3600))
+    ///     .lifetime_retry(Duration::from_millis(500));
+    /// ```
+    pub fn lifetime_retry(mut self, retry: Duration) -> Self {
+        self.config.lifetime_retry = Some(Event::new().retry(retry).encode().into_bytes());
+        self
+    }
+
+    /// Skips any event from the source whose encoded size (the bytes on the wire:
+    /// field names, values, line breaks and the final blank line) is more than `bytes`.
+    /// The stream goes on with the next event; [`SseStats::events_too_large`] counts the
+    /// skipped events and a `tracing` warning gives each one's size and the limit (never
+    /// its content). Applies to [`Event`]s, [`EncodedEvent`](crate::EncodedEvent)s and
+    /// [`Message`](crate::Message)s alike. Default: no limit.
+    ///
+    /// The limit is taken as is: `0` lets no event through (the stream then carries only
+    /// heartbeats). Events the layer makes itself (heartbeats, [gap
+    /// events](Self::gap_event), the [`on_error`](Self::on_error) event, the
+    /// [shutdown](crate::ShutdownHandle::shutdown_with) event, the
+    /// [`lifetime_retry`](Self::lifetime_retry) hint) are not checked.
+    ///
+    /// ```
+    /// let layer = tower_sse::SseLayer::new().max_event_bytes(64 * 1024);
+    /// ```
+    pub fn max_event_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_event_bytes = bytes;
+        self
+    }
+
     /// Counters shared by every stream of this layer (and of its clones).
     ///
     /// ```
@@ -277,6 +384,12 @@ impl fmt::Debug for SseLayer {
             .field(
                 "max_streams",
                 &self.config.limit.as_ref().map(StreamLimit::max),
+            )
+            .field("max_lifetime", &self.config.max_lifetime)
+            .field("lifetime_retry", &self.config.lifetime_retry.is_some())
+            .field(
+                "max_event_bytes",
+                &Some(self.config.max_event_bytes).filter(|&b| b != usize::MAX),
             )
             .finish()
     }

@@ -15,6 +15,9 @@
 //! - **batching**: every event that is ready goes into one body frame;
 //! - [`LastEventId`] handed to the inner service, [graceful shutdown](shutdown) of
 //!   open streams, one `tracing` span per stream and layer-wide [`SseStats`].
+//! - **per-stream limits**: [`SseLayer::max_lifetime`] ends a stream cleanly after a
+//!   jittered lifetime (the client reconnects with its `Last-Event-ID`), and
+//!   [`SseLayer::max_event_bytes`] skips and counts events too large for the wire.
 //!
 //! # Quick start
 //!

@@ -93,6 +93,7 @@ where
             heartbeats = tracing::field::Empty,
             dropped = tracing::field::Empty,
             lifetime_ms = tracing::field::Empty,
+            expired = tracing::field::Empty,
         );
         if let Some(id) = last_event_id {
             req.extensions_mut().insert(id);

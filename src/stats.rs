@@ -24,6 +24,10 @@ pub(crate) struct Counters {
     stalled: AtomicU64,
     source_errors: AtomicU64,
     rejected: AtomicU64,
+    expired: AtomicU64,
+    too_large: AtomicU64,
+    /// Streams given a `max_lifetime` so far: numbers them for their jitter.
+    lifetimes: AtomicU64,
 }
 
 impl Counters {
@@ -58,6 +62,16 @@ impl Counters {
     }
     pub(crate) fn rejected(&self) {
         self.rejected.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn expired(&self) {
+        self.expired.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn too_large(&self) {
+        self.too_large.fetch_add(1, Relaxed);
+    }
+    /// A number for a stream that gets a lifetime: 0, 1, 2, … per layer.
+    pub(crate) fn next_lifetime(&self) -> u64 {
+        self.lifetimes.fetch_add(1, Relaxed)
     }
 }
 
@@ -126,6 +140,16 @@ impl SseStats {
     pub fn streams_rejected(&self) -> u64 {
         self.get(|c| &c.rejected)
     }
+    /// Streams ended cleanly because they reached
+    /// [`SseLayer::max_lifetime`](crate::SseLayer::max_lifetime).
+    pub fn streams_expired(&self) -> u64 {
+        self.get(|c| &c.expired)
+    }
+    /// Events skipped because their encoded size exceeded
+    /// [`SseLayer::max_event_bytes`](crate::SseLayer::max_event_bytes).
+    pub fn events_too_large(&self) -> u64 {
+        self.get(|c| &c.too_large)
+    }
 }
 
 impl fmt::Debug for SseStats {
@@ -141,6 +165,8 @@ impl fmt::Debug for SseStats {
             .field("stall_disconnects", &self.stall_disconnects())
             .field("source_errors", &self.source_errors())
             .field("streams_rejected", &self.streams_rejected())
+            .field("streams_expired", &self.streams_expired())
+            .field("events_too_large", &self.events_too_large())
             .finish()
     }
 }
