@@ -63,7 +63,7 @@ const WORKLOADS: &[(&str, &str)] = &[
     ),
     (
         "tower_idle_heartbeats",
-        "tower-sse: <count> heartbeats from an idle body (paused clock)",
+        "tower-sse: <count> heartbeats from an idle body, Heartbeat::per_stream_timer() (paused clock)",
     ),
     (
         "tower_idle_heartbeats_ticker",
@@ -71,11 +71,11 @@ const WORKLOADS: &[(&str, &str)] = &[
     ),
     (
         "idle1000_timer",
-        "tower-sse: 1000 idle streams on their own tasks, <count> heartbeats each (default timer)",
+        "tower-sse: 1000 idle streams on their own tasks, <count> heartbeats each, Heartbeat::per_stream_timer()",
     ),
     (
         "idle1000_ticker",
-        "tower-sse: the same with Heartbeat::shared_ticker()",
+        "tower-sse: the same with Heartbeat::shared_ticker() (the default)",
     ),
     (
         "idle1000_axum",

@@ -105,11 +105,11 @@ cat <<TABLE
 | body, axum KeepAlive 15 s vs tower-sse heartbeat 15 s | ${per_event[axum_body_keep_alive]} | ${per_event[tower_body_heartbeat]} | $(ratio "${per_event[axum_body_keep_alive]}" "${per_event[tower_body_heartbeat]}") |
 | body, axum no KeepAlive vs tower-sse no_heartbeat | ${per_event[axum_body_no_keep_alive]} | ${per_event[tower_body_no_heartbeat]} | $(ratio "${per_event[axum_body_no_keep_alive]}" "${per_event[tower_body_no_heartbeat]}") |
 | busy body, axum KeepAlive vs tower-sse shared ticker 15 s | ${per_event[axum_body_keep_alive]} | ${per_event[tower_body_ticker]} | $(ratio "${per_event[axum_body_keep_alive]}" "${per_event[tower_body_ticker]}") |
-| idle, Ir per heartbeat: axum KeepAlive vs tower-sse shared ticker | ${per_event[axum_idle_keep_alive]} | ${per_event[tower_idle_heartbeats_ticker]} | $(ratio "${per_event[axum_idle_keep_alive]}" "${per_event[tower_idle_heartbeats_ticker]}") |
+| one idle stream, Ir per heartbeat: axum KeepAlive vs tower-sse shared ticker (8 ticks per interval for one stream) | ${per_event[axum_idle_keep_alive]} | ${per_event[tower_idle_heartbeats_ticker]} | $(ratio "${per_event[axum_idle_keep_alive]}" "${per_event[tower_idle_heartbeats_ticker]}") |
 | fan-out x1000, Ir per delivery: axum Sse + broadcast vs tower-sse Hub + SseLayer | ${per_event[fanout1000_axum]} | ${per_event[fanout1000_hub]} | $(ratio "${per_event[fanout1000_axum]}" "${per_event[fanout1000_hub]}") |
 | idle x1000, Ir per heartbeat: axum KeepAlive vs tower-sse timer | ${per_event[idle1000_axum]} | ${per_event[idle1000_timer]} | $(ratio "${per_event[idle1000_axum]}" "${per_event[idle1000_timer]}") |
 | idle x1000, Ir per heartbeat: axum KeepAlive vs tower-sse shared ticker | ${per_event[idle1000_axum]} | ${per_event[idle1000_ticker]} | $(ratio "${per_event[idle1000_axum]}" "${per_event[idle1000_ticker]}") |
-| idle, Ir per heartbeat: axum KeepAlive vs tower-sse heartbeat (body and timer only) | ${per_event[axum_idle_keep_alive]} | ${per_event[tower_idle_heartbeats]} | $(ratio "${per_event[axum_idle_keep_alive]}" "${per_event[tower_idle_heartbeats]}") |
+| one idle stream, Ir per heartbeat: axum KeepAlive vs tower-sse per-stream timer | ${per_event[axum_idle_keep_alive]} | ${per_event[tower_idle_heartbeats]} | $(ratio "${per_event[axum_idle_keep_alive]}" "${per_event[tower_idle_heartbeats]}") |
 TABLE
 if [ "$annotate" = 1 ]; then
   echo

@@ -24,7 +24,7 @@ use std::{
     fmt,
     sync::{
         atomic::{AtomicBool, Ordering},
-        Arc, Mutex, MutexGuard, PoisonError,
+        Arc, Mutex, MutexGuard, PoisonError, Weak,
     },
 };
 
@@ -41,8 +41,10 @@ pub(crate) struct Shared {
     last_event: Mutex<Option<Bytes>>,
     conns: Mutex<Slab>,
     closed: Notify,
-    /// Shared heartbeat tickers, by interval (`Heartbeat::shared_ticker`).
-    tickers: Mutex<Vec<(std::time::Duration, Arc<crate::heartbeat::Ticker>)>>,
+    /// Shared heartbeat tickers, by interval (`Heartbeat::shared_ticker`). Held by
+    /// their streams: a ticker stops with its last stream, so intervals chosen per
+    /// request (by clients, even) cannot pile up tasks that tick forever.
+    tickers: Mutex<Vec<(std::time::Duration, Weak<crate::heartbeat::Ticker>)>>,
 }
 
 /// Open streams, by slot; a freed slot is reused.
@@ -90,13 +92,23 @@ impl Shared {
     /// The ticker of this layer for `interval`, started on first use.
     pub(crate) fn ticker(&self, interval: std::time::Duration) -> Arc<crate::heartbeat::Ticker> {
         let mut tickers = lock(&self.tickers);
-        // A ticker whose runtime shut down is replaced (a layer used from a new runtime).
-        tickers.retain(|(_, ticker)| ticker.is_alive());
-        if let Some((_, ticker)) = tickers.iter().find(|(i, _)| *i == interval) {
-            return ticker.clone();
+        let mut found = None;
+        // Forget the tickers no stream holds any more and those whose runtime shut
+        // down (a layer used from a new runtime gets a new one).
+        tickers.retain(|(i, weak)| match weak.upgrade() {
+            Some(ticker) if ticker.is_alive() => {
+                if *i == interval {
+                    found = Some(ticker);
+                }
+                true
+            }
+            _ => false,
+        });
+        if let Some(ticker) = found {
+            return ticker;
         }
         let ticker = crate::heartbeat::Ticker::start(interval);
-        tickers.push((interval, ticker.clone()));
+        tickers.push((interval, Arc::downgrade(&ticker)));
         ticker
     }
 

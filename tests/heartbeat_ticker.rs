@@ -123,3 +123,36 @@ async fn late_ticks_are_caught_up_not_pushed_back() {
     let sent = layer.stats().heartbeats_sent();
     assert!((19..=20).contains(&sent), "{sent} heartbeats in 2 s");
 }
+
+/// A ticker lives only as long as streams use it. Intervals can come from clients
+/// (`/idle?hb_ms=H` in the demo): if every distinct interval left a ticker ticking
+/// for the life of the layer, a client could pile up tasks that wake forever.
+#[tokio::test(start_paused = true)]
+async fn a_ticker_stops_when_its_last_stream_is_gone() {
+    let alive = || {
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+    };
+    let before = alive();
+    let layer = SseLayer::new();
+    let mut bodies = Vec::new();
+    for ms in 1..=50u64 {
+        let heartbeat = Heartbeat::new(Duration::from_millis(ms * 10));
+        let mut source = Some(tokio_stream::pending::<Result<Event, Infallible>>());
+        let svc = layer.clone().layer(service_fn(move |_req: Request<()>| {
+            let source = source.take().expect("one request");
+            let heartbeat = heartbeat.clone();
+            async move { Ok::<_, Infallible>(SseResponse::new(source).heartbeat(heartbeat)) }
+        }));
+        let mut body = svc.oneshot(Request::new(())).await.unwrap().into_body();
+        assert_eq!(&next(&mut body).await[..], b":\n\n");
+        bodies.push(body);
+    }
+    assert_eq!(alive() - before, 50, "one ticker per interval");
+    drop(bodies);
+    // Each ticker notices at its next tick that nobody holds it any more.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(alive(), before, "every ticker stopped");
+    assert_eq!(layer.stats().heartbeats_sent(), 50);
+}

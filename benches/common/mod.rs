@@ -214,15 +214,21 @@ pub(crate) async fn axum_body(n: usize, keep_alive: bool) -> Drained {
 /// The runtime the body workloads run on (tower-sse's heartbeat and axum's
 /// `KeepAlive` need tokio's timer).
 /// Takes `n` heartbeats from an idle tower-sse body (the source never yields) on a
-/// paused clock: each `frame().await` auto-advances to the next heartbeat.
+/// paused clock: each `frame().await` auto-advances to the next heartbeat. With
+/// `Heartbeat::per_stream_timer()` (15 s), the design axum's `KeepAlive` also uses.
 pub(crate) async fn tower_idle_heartbeats(n: usize) -> Drained {
-    tower_idle_heartbeats_with(SseLayer::new(), n).await
+    tower_idle_heartbeats_with(SseLayer::new().heartbeat(per_stream_timer()), n).await
 }
 
-/// The same with `Heartbeat::shared_ticker()` (15 s).
+/// The same with the default, `Heartbeat::shared_ticker()` (15 s): with a single
+/// stream, each of its heartbeats costs the ticker's 8 ticks per interval.
 pub(crate) async fn tower_idle_heartbeats_ticker(n: usize) -> Drained {
     let heartbeat = tower_sse::Heartbeat::new(std::time::Duration::from_secs(15)).shared_ticker();
     tower_idle_heartbeats_with(SseLayer::new().heartbeat(heartbeat), n).await
+}
+
+fn per_stream_timer() -> tower_sse::Heartbeat {
+    tower_sse::Heartbeat::new(std::time::Duration::from_secs(15)).per_stream_timer()
 }
 
 async fn tower_idle_heartbeats_with(layer: SseLayer, n: usize) -> Drained {
@@ -239,14 +245,14 @@ async fn tower_idle_heartbeats_with(layer: SseLayer, n: usize) -> Drained {
 }
 
 /// `conns` idle streams, each on its own task (as hyper runs connections), each taking
-/// `n` heartbeats; `kind` is "timer" (tower-sse default), "ticker" (tower-sse shared
-/// ticker) or "axum" (`KeepAlive::new()`).
+/// `n` heartbeats; `kind` is "timer" (`Heartbeat::per_stream_timer()`), "ticker"
+/// (the default, `Heartbeat::shared_ticker()`) or "axum" (`KeepAlive::new()`).
 pub(crate) async fn idle_many(kind: &'static str, conns: usize, n: usize) -> usize {
     let layer = match kind {
         "ticker" => SseLayer::new().heartbeat(
             tower_sse::Heartbeat::new(std::time::Duration::from_secs(15)).shared_ticker(),
         ),
-        _ => SseLayer::new(),
+        _ => SseLayer::new().heartbeat(per_stream_timer()),
     };
     let mut tasks = Vec::with_capacity(conns);
     for _ in 0..conns {

@@ -9,8 +9,9 @@
 //!
 //! Two schedulers, both free for a busy stream (no timer is touched per event):
 //!
-//! - **Shared ticker (default).** One task per layer and interval ticks eight times
-//!   per interval and wakes only the streams whose heartbeat is due at that tick. A
+//! - **Shared ticker (default).** One task per layer and interval (while streams use
+//!   it) ticks eight times per interval and wakes only the streams whose heartbeat is
+//!   due at that tick. A late tick is caught up, not pushed back. A
 //!   stream keeps no timer; a write records the tick number (one atomic load per body
 //!   frame). A heartbeat comes after between one and 9/8 intervals of silence, exactly
 //!   one interval apart on an idle stream.
@@ -148,7 +149,11 @@ impl Heartbeat {
     /// one and 9/8 intervals of silence (exactly one interval apart on an idle
     /// stream), and streams opened together beat together. The ticker task runs on
     /// the runtime of the first stream that needs it (and is started again on another
-    /// runtime if that one shuts down).
+    /// runtime if that one shuts down) and stops with the last stream that uses it.
+    /// With a single idle stream per interval the ticker's eight ticks make each
+    /// heartbeat cost more than a timer would (in instructions, not in writes); it
+    /// pays off from about 75 idle streams per interval (callgrind: 45,000 instructions
+    /// of ticks per interval, then ~920 per heartbeat against ~1,490 with timers).
     ///
     /// ```
     /// use std::time::Duration;
