@@ -156,3 +156,32 @@ async fn a_ticker_stops_when_its_last_stream_is_gone() {
     assert_eq!(alive(), before, "every ticker stopped");
     assert_eq!(layer.stats().heartbeats_sent(), 50);
 }
+
+/// After a stall (a worker blocked for several intervals; here the clock jumps 350 ms
+/// at once, and the ticker catches up the missed ticks), an idle stream gets one
+/// heartbeat, then the next one a whole interval later: not one per missed interval
+/// back to back, which would add writes exactly when the server is behind.
+#[tokio::test(start_paused = true)]
+async fn after_a_stall_one_heartbeat_not_a_burst() {
+    use futures_util::FutureExt as _;
+    let layer = SseLayer::new().heartbeat(Heartbeat::new(INTERVAL).shared_ticker());
+    let mut idle = body(layer.clone(), tokio_stream::pending()).await;
+    assert_eq!(&next(&mut idle).await[..], b":\n\n");
+    tokio::time::advance(Duration::from_millis(350)).await;
+    for _ in 0..10 {
+        tokio::task::yield_now().await; // the ticker catches up
+    }
+    // (`now_or_never` polls with a no-op waker: the ticker must then wake the waker
+    // of the poll after it, in `next`.)
+    let mut ready = 0;
+    while let Some(frame) = idle.frame().now_or_never() {
+        assert_eq!(&frame.unwrap().unwrap().into_data().unwrap()[..], b":\n\n");
+        ready += 1;
+    }
+    assert_eq!(ready, 1, "heartbeats ready at once after the stall");
+    // The next one comes a whole interval later.
+    let start = Instant::now();
+    assert_eq!(&next(&mut idle).await[..], b":\n\n");
+    let at = Instant::now();
+    assert_eq!(at - start, INTERVAL, "paused clock: exact");
+}

@@ -113,8 +113,9 @@ pub(crate) struct TickerHeartbeat {
     ticker: Arc<Ticker>,
     /// The tick during which the stream last wrote.
     last_write: u64,
-    /// The tick this stream's waker is parked for.
-    parked: Option<u64>,
+    /// The tick this stream's waker is parked for, and that waker (a body polled from
+    /// another task must be woken there).
+    parked: Option<(u64, Waker)>,
 }
 
 impl TickerHeartbeat {
@@ -134,16 +135,22 @@ impl TickerHeartbeat {
 
     pub(crate) fn poll_due(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let due = self.last_write + QUIET_TICKS;
-        if self.ticker.epoch() >= due {
+        let now = self.ticker.epoch();
+        if now >= due {
             // The heartbeat goes out at this tick: count it as written at the end of
             // the previous one, so that idle heartbeats come exactly an interval apart.
-            self.last_write = due - 1;
+            // (Served late, after a stall: counted from now, so that the next one is a
+            // whole interval away instead of due at once.)
+            self.last_write = now - 1;
             self.parked = None;
             return Poll::Ready(());
         }
-        if self.parked != Some(due) {
-            self.ticker.park(due, cx.waker());
-            self.parked = Some(due);
+        match &self.parked {
+            Some((at, waker)) if *at == due && waker.will_wake(cx.waker()) => {}
+            _ => {
+                self.ticker.park(due, cx.waker());
+                self.parked = Some((due, cx.waker().clone()));
+            }
         }
         Poll::Pending
     }
