@@ -26,12 +26,13 @@
 //! reference-count increment (none for the default comment, which is static).
 //!
 //! Measured (BENCHMARKS.md): on an always-ready stream either design adds nothing per
-//! event (271 instructions per event with or without heartbeats; axum's `KeepAlive`
-//! adds 220). On 1,000 idle streams one heartbeat costs 921 instructions with the
-//! shared ticker, 1,493 with the per-stream timer, 1,397 with axum. On 10,000 real
-//! idle connections at 100 ms, which saturate a core, the ticker kept every connection
-//! on time at 0.74x axum's CPU per heartbeat, while with a timer per stream 8,451
-//! connections saw a late heartbeat (0.79x axum's CPU).
+//! event (277 instructions per event with or without heartbeats; axum's `KeepAlive`
+//! adds 220). On 1,000 idle streams one heartbeat costs 947 instructions with the
+//! shared ticker, 1,489 with the per-stream timer, 1,397 with axum (a single idle
+//! stream is the ticker's worst case: 45,160, its eight ticks per interval). On 10,000
+//! real idle connections at 100 ms, which saturate a core, the ticker kept every
+//! connection on time at 0.74x axum's CPU per heartbeat in a quiet run, while with a
+//! timer per stream 8,451 connections saw a late heartbeat (0.79x axum's CPU).
 //!
 //! ```
 //! use std::time::Duration;
