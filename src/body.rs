@@ -156,6 +156,8 @@ pub(crate) enum QueueState {
     Ended,
     /// The client was dropped as too slow, for this reason.
     Disconnected(Error),
+    /// The body was dropped: the queue is empty and takes nothing more.
+    Closed,
 }
 
 /// Per-connection state shared with the layer (for shutdown) and the pump task.
@@ -220,15 +222,20 @@ impl Drop for Guard {
         if let Some(pump) = self.pump.take() {
             pump.abort();
         }
-        self.config.shared.unregister(self.key);
-        let dropped = if self.conn.queue.is_some() {
-            self.conn.lock_queue().dropped
+        // What the queue still holds leaves the layer's gauges before the stream
+        // counts as closed; the pump, if it is still running, can add nothing more.
+        let (dropped, max_queued) = if self.conn.queue.is_some() {
+            let mut queue = self.conn.lock_queue();
+            queue.close();
+            (queue.dropped, queue.max_events as u64)
         } else {
-            0
+            (0, 0)
         };
+        self.config.shared.unregister(self.key);
         let span = &self.span;
         let lifetime = self.opened.elapsed();
         span.record("dropped", dropped);
+        span.record("max_queued", max_queued);
         span.record("events", self.stats.events);
         span.record("bytes", self.stats.bytes);
         span.record("heartbeats", self.stats.heartbeats);
@@ -239,6 +246,7 @@ impl Drop for Guard {
             bytes = self.stats.bytes,
             heartbeats = self.stats.heartbeats,
             dropped,
+            max_queued,
             lifetime_ms = lifetime.as_millis() as u64,
             "sse stream closed"
         );
@@ -322,7 +330,9 @@ where
             .and_then(Result::ok);
         let conn = Arc::new(Conn {
             waker: AtomicWaker::new(),
-            queue: runtime.as_ref().map(|_| Box::new(Mutex::new(Queue::new()))),
+            queue: runtime
+                .as_ref()
+                .map(|_| Box::new(Mutex::new(Queue::new(config.shared.clone())))),
         });
         let key = config.shared.register(conn.clone());
         let (source, pump) = match runtime {

@@ -25,6 +25,13 @@
 //! [`SseLayer::gap_event`](crate::SseLayer::gap_event) the client receives an event
 //! that marks the gap where it happened, so it can resync.
 //!
+//! What waits in the buffers is visible too: [`SseStats::queued_events`] and
+//! [`SseStats::queued_bytes`] add up the buffers of all the layer's open streams
+//! right now, and each stream's span records its high-water mark as `max_queued`.
+//!
+//! [`SseStats::queued_events`]: crate::SseStats::queued_events
+//! [`SseStats::queued_bytes`]: crate::SseStats::queued_bytes
+//!
 //! ```
 //! use tower_sse::{BufferLimits, Overflow, SseLayer};
 //!
@@ -49,6 +56,7 @@ use tokio::time::Instant;
 use crate::{
     body::{Conn, QueueState},
     layer::Config,
+    shutdown::Shared,
     BoxError, Encode, Error,
 };
 
@@ -127,14 +135,25 @@ pub(crate) enum Pushed {
     /// `n` events were dropped (the incoming one or older ones).
     Dropped(u64),
     Disconnected,
+    /// The stream is gone (its body was dropped): nothing is queued any more.
+    Closed,
 }
 
 /// The bounded queue of one connection (pump mode).
-#[derive(Debug)]
+///
+/// `events` and `bytes` count the `Entry::Event`s only (a gap is no event until it
+/// goes out), and every change to them is passed on to the layer's queue gauges
+/// ([`Counters::requeued`](crate::stats::Counters::requeued)) under the queue's lock.
+/// What is left when the stream closes, or when the queue is dropped, is taken off
+/// the gauges too.
 pub(crate) struct Queue {
     entries: VecDeque<Entry>,
     events: usize,
     bytes: usize,
+    /// The most events this queue held at once: the span's `max_queued`.
+    pub(crate) max_events: usize,
+    /// The layer's state, for its queue gauges.
+    shared: Arc<Shared>,
     pub(crate) state: QueueState,
     /// When the body last handed a frame to hyper, or when the queue last became
     /// non-empty, whichever is later: the stall clock.
@@ -146,12 +165,14 @@ pub(crate) struct Queue {
 }
 
 impl Queue {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
         let now = Instant::now();
         Self {
             entries: VecDeque::new(),
             events: 0,
             bytes: 0,
+            max_events: 0,
+            shared,
             state: QueueState::Open,
             since: now,
             last_delivery: now,
@@ -190,11 +211,36 @@ impl Queue {
 
     /// Queues `bytes` under `policy`; never grows past `limits`.
     pub(crate) fn push(&mut self, bytes: Bytes, limits: BufferLimits, policy: Overflow) -> Pushed {
-        let pushed = self.push_inner(bytes, limits, policy);
-        if let Pushed::Dropped(n) = pushed {
-            self.dropped += n;
+        if matches!(self.state, QueueState::Closed | QueueState::Disconnected(_)) {
+            // The pump can still be running when the stream is dropped (an abort
+            // takes effect at its next await): what it pushes then goes nowhere.
+            return Pushed::Closed;
         }
+        let before = self.held();
+        let pushed = self.push_inner(bytes, limits, policy);
+        match pushed {
+            Pushed::Dropped(n) => self.dropped += n,
+            // `disconnect` took what was held off the gauges already.
+            Pushed::Disconnected => return pushed,
+            Pushed::Queued | Pushed::Closed => {}
+        }
+        self.max_events = self.max_events.max(self.events);
+        self.shared.stats.requeued(before, self.held());
         pushed
+    }
+
+    /// The events and bytes held, as the gauges count them.
+    fn held(&self) -> (usize, usize) {
+        (self.events, self.bytes)
+    }
+
+    /// Empties the queue and takes what it held off the gauges.
+    fn clear(&mut self) {
+        let before = self.held();
+        self.entries = VecDeque::new();
+        self.events = 0;
+        self.bytes = 0;
+        self.shared.stats.requeued(before, (0, 0));
     }
 
     fn push_inner(&mut self, bytes: Bytes, limits: BufferLimits, policy: Overflow) -> Pushed {
@@ -251,10 +297,14 @@ impl Queue {
 
     /// Ends the connection and frees everything it held.
     pub(crate) fn disconnect(&mut self, why: Error) {
-        self.entries = VecDeque::new();
-        self.events = 0;
-        self.bytes = 0;
+        self.clear();
         self.state = QueueState::Disconnected(why);
+    }
+
+    /// The stream is gone: frees what is left, and refuses any later push.
+    pub(crate) fn close(&mut self) {
+        self.clear();
+        self.state = QueueState::Closed;
     }
 
     /// Moves events into `frame` until it holds `max_bytes` or `max_events`; a gap
@@ -266,6 +316,7 @@ impl Queue {
         max_events: usize,
         gap: Option<&crate::layer::GapFn>,
     ) -> usize {
+        let before = self.held();
         let mut taken = 0;
         while taken < max_events && frame.len() < max_bytes {
             match self.entries.pop_front() {
@@ -291,6 +342,7 @@ impl Queue {
                 None => break,
             }
         }
+        self.shared.stats.requeued(before, self.held());
         if let Some(waker) = self.pump_waker.take() {
             waker.wake();
         }
@@ -308,6 +360,14 @@ impl Queue {
         } else {
             heartbeat.map(|hb| self.last_delivery + hb + timeout)
         }
+    }
+}
+
+impl Drop for Queue {
+    /// A queue dropped with events in it (its stream closes it first, so this is
+    /// only a safety net) leaves nothing on the gauges.
+    fn drop(&mut self) {
+        self.clear();
     }
 }
 
@@ -340,7 +400,7 @@ pub(crate) async fn pump<St, T, E>(
         loop {
             let mut queue = conn.lock_queue();
             match queue.state {
-                QueueState::Disconnected(_) => return Poll::Ready(()),
+                QueueState::Disconnected(_) | QueueState::Closed => return Poll::Ready(()),
                 QueueState::Ended if queue.is_empty() || watchdog.is_none() => {
                     return Poll::Ready(())
                 }
@@ -411,6 +471,7 @@ pub(crate) async fn pump<St, T, E>(
                     conn.waker.wake();
                     match pushed {
                         Pushed::Queued => {}
+                        Pushed::Closed => return Poll::Ready(()),
                         Pushed::Dropped(n) => {
                             config.shared.stats.dropped(n);
                             tracing::debug!(dropped = n, "sse buffer full; events dropped");
@@ -436,7 +497,9 @@ pub(crate) async fn pump<St, T, E>(
                         // The last event goes out even if the buffer is full.
                         queue.push(last.into_bytes(), UNBOUNDED, Overflow::Wait);
                     }
-                    queue.state = QueueState::Ended;
+                    if queue.state == QueueState::Open {
+                        queue.state = QueueState::Ended;
+                    }
                     drop(queue);
                     conn.waker.wake();
                 }
@@ -474,7 +537,7 @@ mod tests {
 
     #[tokio::test]
     async fn drop_oldest_keeps_the_newest_and_marks_the_gap_first() {
-        let mut q = Queue::new();
+        let mut q = Queue::new(Arc::default());
         let limits = BufferLimits::new(2, 1000);
         assert_eq!(q.push(ev(1), limits, Overflow::DropOldest), Pushed::Queued);
         assert_eq!(q.push(ev(2), limits, Overflow::DropOldest), Pushed::Queued);
@@ -495,7 +558,7 @@ mod tests {
 
     #[tokio::test]
     async fn drop_newest_keeps_the_oldest_and_marks_the_gap_after_them() {
-        let mut q = Queue::new();
+        let mut q = Queue::new(Arc::default());
         let limits = BufferLimits::new(10, 25);
         assert_eq!(q.push(ev(1), limits, Overflow::DropNewest), Pushed::Queued);
         assert_eq!(q.push(ev(2), limits, Overflow::DropNewest), Pushed::Queued);
@@ -513,9 +576,67 @@ mod tests {
         assert_eq!(drain(&mut q), want);
     }
 
+    fn gauges(shared: &Arc<Shared>) -> (u64, u64) {
+        let stats = crate::SseStats::new(shared.clone());
+        (stats.queued_events(), stats.queued_bytes())
+    }
+
+    #[tokio::test]
+    async fn the_gauges_follow_pushes_evictions_frames_and_gaps() {
+        let shared = Arc::new(Shared::default());
+        let mut q = Queue::new(shared.clone());
+        let limits = BufferLimits::new(2, 1000);
+        q.push(ev(1), limits, Overflow::DropOldest);
+        assert_eq!(gauges(&shared), (1, 10));
+        q.push(ev(2), limits, Overflow::DropOldest);
+        q.push(ev(3), limits, Overflow::DropOldest);
+        q.push(Bytes::from(vec![4; 30]), limits, Overflow::DropOldest);
+        // Two evicted (a gap marker in front, not counted), two held.
+        assert_eq!(gauges(&shared), (2, 40));
+        assert_eq!(q.max_events, 2);
+        let mut frame = BytesMut::new();
+        assert_eq!(q.take_into(&mut frame, usize::MAX, 1, None), 1);
+        assert_eq!(gauges(&shared), (1, 30));
+        // An event larger than the whole buffer evicts everything and is dropped.
+        let small = BufferLimits::new(2, 20);
+        q.push(Bytes::from(vec![5; 21]), small, Overflow::DropOldest);
+        assert_eq!(gauges(&shared), (0, 0));
+        assert!(!q.is_empty(), "the gap marker stays");
+        q.push(ev(6), small, Overflow::DropNewest);
+        q.push(ev(7), small, Overflow::DropNewest);
+        q.push(ev(8), small, Overflow::DropNewest);
+        assert_eq!(gauges(&shared), (2, 20));
+        drain(&mut q);
+        assert_eq!(gauges(&shared), (0, 0));
+        assert_eq!(q.max_events, 2);
+    }
+
+    #[tokio::test]
+    async fn a_closed_or_dropped_queue_leaves_nothing_on_the_gauges() {
+        let shared = Arc::new(Shared::default());
+        let limits = BufferLimits::new(8, 1000);
+        let mut a = Queue::new(shared.clone());
+        let mut b = Queue::new(shared.clone());
+        a.push(ev(1), limits, Overflow::DropOldest);
+        a.push(ev(2), limits, Overflow::DropOldest);
+        b.push(ev(3), limits, Overflow::DropNewest);
+        assert_eq!(gauges(&shared), (3, 30));
+        a.close();
+        assert_eq!(gauges(&shared), (1, 10));
+        // A pump still running after the stream closed adds nothing.
+        assert_eq!(a.push(ev(4), limits, Overflow::DropOldest), Pushed::Closed);
+        assert_eq!(a.push(ev(4), UNBOUNDED, Overflow::Wait), Pushed::Closed);
+        assert_eq!(gauges(&shared), (1, 10));
+        assert_eq!(a.state, QueueState::Closed);
+        drop(b);
+        assert_eq!(gauges(&shared), (0, 0));
+        drop(a);
+        assert_eq!(gauges(&shared), (0, 0));
+    }
+
     #[tokio::test]
     async fn disconnect_frees_everything() {
-        let mut q = Queue::new();
+        let mut q = Queue::new(Arc::default());
         let limits = BufferLimits::new(1, 1000);
         assert_eq!(q.push(ev(1), limits, Overflow::Disconnect), Pushed::Queued);
         assert_eq!(
@@ -524,5 +645,8 @@ mod tests {
         );
         assert_eq!(q.state, QueueState::Disconnected(Error::overflow()));
         assert!(q.is_empty());
+        assert_eq!(gauges(&q.shared), (0, 0));
+        assert_eq!(q.push(ev(3), limits, Overflow::Disconnect), Pushed::Closed);
+        assert_eq!(gauges(&q.shared), (0, 0));
     }
 }

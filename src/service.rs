@@ -92,6 +92,7 @@ where
             bytes = tracing::field::Empty,
             heartbeats = tracing::field::Empty,
             dropped = tracing::field::Empty,
+            max_queued = tracing::field::Empty,
             lifetime_ms = tracing::field::Empty,
             expired = tracing::field::Empty,
         );

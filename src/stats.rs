@@ -12,6 +12,8 @@ use crate::shutdown::Shared;
 
 /// The counters behind [`SseStats`]. Streams add to them once per body frame, not
 /// once per event, so busy streams on different cores rarely touch the same line.
+/// The two queue gauges are the exception: a pumped stream's queue moves them by
+/// what it gained or lost each time it changes (a push, a frame taken, a clear).
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     open: AtomicU64,
@@ -26,6 +28,10 @@ pub(crate) struct Counters {
     rejected: AtomicU64,
     expired: AtomicU64,
     too_large: AtomicU64,
+    /// Events waiting in the queues of open (pumped) streams; gaps not counted.
+    queued_events: AtomicU64,
+    /// Encoded bytes of those events.
+    queued_bytes: AtomicU64,
     /// Streams given a `max_lifetime` so far: numbers them for their jitter.
     lifetimes: AtomicU64,
 }
@@ -69,9 +75,26 @@ impl Counters {
     pub(crate) fn too_large(&self) {
         self.too_large.fetch_add(1, Relaxed);
     }
+    /// Moves the queue gauges from what one queue held (`from`: events, bytes) to
+    /// what it holds now (`to`). Called under that queue's lock, so the gauges never
+    /// see a queue over its caps; no atomic operation when nothing changed.
+    pub(crate) fn requeued(&self, from: (usize, usize), to: (usize, usize)) {
+        shift(&self.queued_events, from.0, to.0);
+        shift(&self.queued_bytes, from.1, to.1);
+    }
     /// A number for a stream that gets a lifetime: 0, 1, 2, … per layer.
     pub(crate) fn next_lifetime(&self) -> u64 {
         self.lifetimes.fetch_add(1, Relaxed)
+    }
+}
+
+/// Adds `to - from` to `gauge` (which may be negative).
+#[inline]
+fn shift(gauge: &AtomicU64, from: usize, to: usize) {
+    if to > from {
+        gauge.fetch_add((to - from) as u64, Relaxed);
+    } else if from > to {
+        gauge.fetch_sub((from - to) as u64, Relaxed);
     }
 }
 
@@ -150,6 +173,92 @@ impl SseStats {
     pub fn events_too_large(&self) -> u64 {
         self.get(|c| &c.too_large)
     }
+    /// Events waiting right now in the per-connection buffers of this layer's open
+    /// streams: taken from the source, not yet handed to hyper. A gauge, not a
+    /// counter: it rises as a stream's task queues events, falls as the body takes
+    /// them out into a frame or the [`Overflow`](crate::Overflow) policy drops them,
+    /// and a stream's remaining events leave it when the stream ends or is dropped
+    /// (client gone, disconnect, shutdown, lifetime). Gap markers are not events
+    /// until they go out as a [gap event](crate::SseLayer::gap_event).
+    ///
+    /// Only pumped streams have a buffer (an [`Overflow`](crate::Overflow) other
+    /// than `Wait`, or a [`stall_timeout`](crate::SseLayer::stall_timeout)); in
+    /// direct mode (`Wait` without a stall timeout) the body encodes straight into
+    /// the outgoing frame, nothing waits, and this stays 0. Each stream's high-water
+    /// mark is recorded in its `tracing` span as `max_queued`.
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use http::Request;
+    /// use http_body_util::BodyExt;
+    /// use tower::{service_fn, Layer, ServiceExt};
+    /// use tower_sse::{BufferLimits, Event, Overflow, SseLayer, SseResponse};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let layer = SseLayer::new()
+    ///     .buffer(BufferLimits::new(4, 1 << 20))
+    ///     .on_overflow(Overflow::DropNewest);
+    /// let stats = layer.stats();
+    /// let svc = layer.layer(service_fn(|_req: Request<()>| async {
+    ///     let events = (0..10).map(|i| Ok::<_, Infallible>(Event::new().data(i.to_string())));
+    ///     Ok::<_, Infallible>(SseResponse::new(tokio_stream::iter(events)))
+    /// }));
+    /// let res = svc.oneshot(Request::new(())).await.unwrap();
+    /// // Nobody reads the body yet: the stream's task fills its buffer, then drops.
+    /// while stats.events_dropped() < 6 {
+    ///     tokio::task::yield_now().await;
+    /// }
+    /// assert_eq!(stats.queued_events(), 4);
+    ///
+    /// let body = res.into_body().collect().await.unwrap().to_bytes();
+    /// assert_eq!(&body[..], b"data: 0\n\ndata: 1\n\ndata: 2\n\ndata: 3\n\n");
+    /// assert_eq!(stats.queued_events(), 0);
+    /// # }
+    /// ```
+    pub fn queued_events(&self) -> u64 {
+        self.get(|c| &c.queued_events)
+    }
+    /// The encoded size (bytes on the wire) of the events counted by
+    /// [`queued_events`](Self::queued_events): what the layer's streams hold in
+    /// their buffers right now. Per stream it stays within
+    /// [`BufferLimits::bytes`](crate::BufferLimits::bytes), except for an event
+    /// larger than that cap let through alone under `Wait` with a stall timeout,
+    /// and a source's last events (the one waiting for room, the
+    /// [`on_error`](crate::SseLayer::on_error) event), which are queued past the
+    /// caps. Like `queued_events`, a gauge, and 0 in direct mode.
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use http::Request;
+    /// use http_body_util::BodyExt;
+    /// use tower::{service_fn, Layer, ServiceExt};
+    /// use tower_sse::{BufferLimits, Event, Overflow, SseLayer, SseResponse};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let layer = SseLayer::new()
+    ///     .buffer(BufferLimits::new(4, 1 << 20))
+    ///     .on_overflow(Overflow::DropOldest);
+    /// let stats = layer.stats();
+    /// let svc = layer.layer(service_fn(|_req: Request<()>| async {
+    ///     let events = (0..10).map(|i| Ok::<_, Infallible>(Event::new().data(i.to_string())));
+    ///     Ok::<_, Infallible>(SseResponse::new(tokio_stream::iter(events)))
+    /// }));
+    /// let res = svc.oneshot(Request::new(())).await.unwrap();
+    /// while stats.events_dropped() < 6 {
+    ///     tokio::task::yield_now().await;
+    /// }
+    /// // The newest four events wait, `data: 6\n\n` to `data: 9\n\n`: 9 bytes each.
+    /// assert_eq!(stats.queued_bytes(), 4 * 9);
+    ///
+    /// drop(res); // the client left: what its stream held is gone
+    /// assert_eq!(stats.queued_bytes(), 0);
+    /// # }
+    /// ```
+    pub fn queued_bytes(&self) -> u64 {
+        self.get(|c| &c.queued_bytes)
+    }
 }
 
 impl fmt::Debug for SseStats {
@@ -167,6 +276,8 @@ impl fmt::Debug for SseStats {
             .field("streams_rejected", &self.streams_rejected())
             .field("streams_expired", &self.streams_expired())
             .field("events_too_large", &self.events_too_large())
+            .field("queued_events", &self.queued_events())
+            .field("queued_bytes", &self.queued_bytes())
             .finish()
     }
 }
