@@ -28,7 +28,7 @@
 #
 # Environment:
 #   QUICK=1          RUNS=1 SECS=2 WARMUP=0.3 RATE=10000 unless set (about 2 minutes)
-#   RUNS=3           rounds (the default run takes about 14 minutes on 2 CPUs)
+#   RUNS=3           rounds (the default run takes about 15 minutes on 2 CPUs)
 #   SECS=6           measured window per measurement (seconds; a whole number of
 #                    heartbeat intervals, or heartbeats/expected is off by the rounding)
 #   WARMUP=1         seconds between the last connection and the window
