@@ -24,11 +24,11 @@ use futures_core::Stream;
 use futures_util::StreamExt;
 use tokio::time::Instant;
 use tower_sse::{Encode, EncodedEvent, Event, Message, Overflow, SseLayer, SseResponse, SseStats};
-use tracing::{
-    field::{Field, Visit},
-    span, Subscriber,
-};
-use tracing_subscriber::{layer::Context, prelude::*};
+use tracing_subscriber::prelude::*;
+
+#[path = "support/span_capture.rs"]
+mod span_capture;
+use span_capture::Capture;
 
 // ---------------------------------------------------------------------------------
 // max_lifetime
@@ -545,37 +545,6 @@ async fn without_a_limit_large_events_go_out() {
 // tracing
 // ---------------------------------------------------------------------------------
 
-/// Records the fields of every warning, and every value recorded on a span later.
-#[derive(Clone, Default)]
-struct Capture {
-    warnings: Arc<Mutex<Vec<HashMap<String, String>>>>,
-    records: Arc<Mutex<Vec<HashMap<String, String>>>>,
-}
-
-struct Fields<'a>(&'a mut HashMap<String, String>);
-
-impl Visit for Fields<'_> {
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0.insert(field.name().to_owned(), format!("{value:?}"));
-    }
-}
-
-impl<S: Subscriber> tracing_subscriber::Layer<S> for Capture {
-    fn on_event(&self, event: &tracing::Event<'_>, _ctx: Context<'_, S>) {
-        if *event.metadata().level() == tracing::Level::WARN {
-            let mut fields = HashMap::new();
-            event.record(&mut Fields(&mut fields));
-            self.warnings.lock().unwrap().push(fields);
-        }
-    }
-
-    fn on_record(&self, _id: &span::Id, values: &span::Record<'_>, _ctx: Context<'_, S>) {
-        let mut fields = HashMap::new();
-        values.record(&mut Fields(&mut fields));
-        self.records.lock().unwrap().push(fields);
-    }
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn the_warning_names_the_size_and_the_limit_not_the_content() {
     let capture = Capture::default();
@@ -593,7 +562,7 @@ async fn the_warning_names_the_size_and_the_limit_not_the_content() {
         let mut body = sse_body(layer, source).await;
         assert_eq!(next_frame(&mut body).await, None);
 
-        let warnings = std::mem::take(&mut *capture.warnings.lock().unwrap());
+        let warnings = capture.take_warnings();
         assert_eq!(warnings.len(), 1, "{overflow:?}: {warnings:?}");
         assert_eq!(warnings[0]["size"], size.to_string());
         assert_eq!(warnings[0]["limit"], LIMIT.to_string());
@@ -609,8 +578,8 @@ async fn an_expired_stream_says_so_in_its_span() {
     let _guard = tracing_subscriber::registry()
         .with(capture.clone())
         .set_default();
-    let expired = |records: &[HashMap<String, String>]| {
-        records
+    let expired = |spans: &[HashMap<String, String>]| {
+        spans
             .iter()
             .filter_map(|r| r.get("expired").cloned())
             .collect::<Vec<_>>()
@@ -621,7 +590,7 @@ async fn an_expired_stream_says_so_in_its_span() {
     let end = tokio::time::timeout(LIFETIME * 2, next_frame(&mut body)).await;
     assert_eq!(end.expect("the stream ends at its lifetime"), None);
     drop(body);
-    let records = std::mem::take(&mut *capture.records.lock().unwrap());
+    let records = capture.take_spans();
     assert_eq!(expired(&records), ["true"]);
     // The span's other fields are still recorded when the stream closes.
     assert!(records.iter().any(|r| r.contains_key("lifetime_ms")));
@@ -632,7 +601,7 @@ async fn an_expired_stream_says_so_in_its_span() {
     assert!(next_frame(&mut body).await.is_some());
     assert_eq!(next_frame(&mut body).await, None);
     drop(body);
-    let records = std::mem::take(&mut *capture.records.lock().unwrap());
+    let records = capture.take_spans();
     assert!(records.iter().any(|r| r.contains_key("lifetime_ms")));
     assert!(expired(&records).is_empty(), "{records:?}");
 }

@@ -11,7 +11,7 @@ use std::{
     collections::HashMap,
     sync::{
         atomic::{AtomicU64, Ordering},
-        Arc, Mutex,
+        Arc,
     },
     time::Duration,
 };
@@ -22,11 +22,11 @@ use common::{
 };
 use tokio::task::JoinHandle;
 use tower_sse::{BufferLimits, Event, Overflow, SseLayer, SseResponse, SseStats};
-use tracing::{
-    field::{Field, Visit},
-    span, Subscriber,
-};
-use tracing_subscriber::{layer::Context, prelude::*, registry::LookupSpan};
+use tracing_subscriber::prelude::*;
+
+#[path = "support/span_capture.rs"]
+mod span_capture;
+use span_capture::Capture;
 
 /// The per-connection buffer: 16 events (the byte cap is far away).
 const QUEUE: u64 = 16;
@@ -415,65 +415,14 @@ async fn the_gauges_drop_with_the_body_not_later() {
 // The span's `max_queued`
 // ---------------------------------------------------------------------------
 
-/// The fields of every closed span named `sse`, as created and as recorded later.
-#[derive(Clone, Default)]
-struct Capture {
-    spans: Arc<Mutex<Vec<HashMap<String, String>>>>,
-}
-
-struct Fields<'a>(&'a mut HashMap<String, String>);
-
-impl Visit for Fields<'_> {
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0.insert(
-            field.name().to_owned(),
-            format!("{value:?}").trim_matches('"').to_owned(),
-        );
-    }
-}
-
-#[derive(Default)]
-struct SpanFields(HashMap<String, String>);
-
-impl<S: Subscriber + for<'a> LookupSpan<'a>> tracing_subscriber::Layer<S> for Capture {
-    fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: Context<'_, S>) {
-        if attrs.metadata().name() != "sse" {
-            return;
-        }
-        let mut fields = SpanFields::default();
-        attrs.record(&mut Fields(&mut fields.0));
-        if let Some(span) = ctx.span(id) {
-            span.extensions_mut().insert(fields);
-        }
-    }
-
-    fn on_record(&self, id: &span::Id, values: &span::Record<'_>, ctx: Context<'_, S>) {
-        if let Some(span) = ctx.span(id) {
-            if let Some(fields) = span.extensions_mut().get_mut::<SpanFields>() {
-                values.record(&mut Fields(&mut fields.0));
-            }
-        }
-    }
-
-    fn on_close(&self, id: span::Id, ctx: Context<'_, S>) {
-        if let Some(span) = ctx.span(&id) {
-            if let Some(fields) = span.extensions_mut().remove::<SpanFields>() {
-                self.spans.lock().unwrap().push(fields.0);
-            }
-        }
-    }
-}
-
-impl Capture {
-    /// Waits for the next closed `sse` span and returns its fields.
-    async fn next_closed(&self, seen: &mut usize) -> HashMap<String, String> {
-        wait_until("a stream's span to close", || {
-            self.spans.lock().unwrap().len() > *seen
-        })
-        .await;
-        *seen += 1;
-        self.spans.lock().unwrap()[*seen - 1].clone()
-    }
+/// Waits for the next closed `sse` span and returns its fields.
+async fn next_closed(capture: &Capture, seen: &mut usize) -> HashMap<String, String> {
+    wait_until("a stream's span to close", || {
+        capture.spans.lock().unwrap().len() > *seen
+    })
+    .await;
+    *seen += 1;
+    capture.spans.lock().unwrap()[*seen - 1].clone()
 }
 
 /// One thread for the server, its streams' tasks and the test, so that the
@@ -492,7 +441,7 @@ async fn the_span_records_the_queue_high_water_mark() {
     let client = frozen_client(&served.server).await;
     wait_for_gauges("the queue to fill", &served.stats, queued(QUEUE)).await;
     drop(client);
-    let span = capture.next_closed(&mut seen).await;
+    let span = next_closed(&capture, &mut seen).await;
     assert_eq!(span["max_queued"], QUEUE.to_string(), "{span:?}");
     assert_ne!(span["dropped"], "0", "{span:?}");
     wait_for_gauges("the queue to be freed", &served.stats, (0, 0)).await;
@@ -505,7 +454,7 @@ async fn the_span_records_the_queue_high_water_mark() {
     assert_eq!(client.read_head().await.status, 200);
     let (_, end) = client.read_to_end().await;
     assert_eq!(end, Chunk::End);
-    let span = capture.next_closed(&mut seen).await;
+    let span = next_closed(&capture, &mut seen).await;
     let max: u64 = span["max_queued"].parse().unwrap();
     assert!((1..=QUEUE).contains(&max), "{span:?}");
     drop(served);
@@ -517,7 +466,7 @@ async fn the_span_records_the_queue_high_water_mark() {
     assert_eq!(client.read_head().await.status, 200);
     let (_, end) = client.read_to_end().await;
     assert_eq!(end, Chunk::End);
-    let span = capture.next_closed(&mut seen).await;
+    let span = next_closed(&capture, &mut seen).await;
     assert_eq!(span["max_queued"], "0", "{span:?}");
     assert_eq!(span["events"], "200", "{span:?}");
 }

@@ -1,80 +1,16 @@
 //! One `tracing` span per stream; when the stream closes it records what it sent.
 
-use std::{
-    collections::HashMap,
-    convert::Infallible,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{convert::Infallible, time::Duration};
 
 use http::Request;
 use http_body_util::BodyExt;
 use tower::{service_fn, Layer, ServiceExt};
 use tower_sse::{BufferLimits, Event, Overflow, SseLayer, SseResponse};
-use tracing::{
-    field::{Field, Visit},
-    span, Subscriber,
-};
-use tracing_subscriber::{layer::Context, prelude::*, registry::LookupSpan};
+use tracing_subscriber::prelude::*;
 
-/// Records the fields of every span named `sse` (as created and as recorded later)
-/// and of every event named "sse stream closed".
-#[derive(Clone, Default)]
-struct Capture {
-    spans: Arc<Mutex<Vec<HashMap<String, String>>>>,
-    closes: Arc<Mutex<Vec<HashMap<String, String>>>>,
-}
-
-struct Fields<'a>(&'a mut HashMap<String, String>);
-
-impl Visit for Fields<'_> {
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0.insert(
-            field.name().to_owned(),
-            format!("{value:?}").trim_matches('"').to_owned(),
-        );
-    }
-}
-
-#[derive(Default)]
-struct SpanFields(HashMap<String, String>);
-
-impl<S: Subscriber + for<'a> LookupSpan<'a>> tracing_subscriber::Layer<S> for Capture {
-    fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: Context<'_, S>) {
-        if attrs.metadata().name() != "sse" {
-            return;
-        }
-        let mut fields = SpanFields::default();
-        attrs.record(&mut Fields(&mut fields.0));
-        if let Some(span) = ctx.span(id) {
-            span.extensions_mut().insert(fields);
-        }
-    }
-
-    fn on_record(&self, id: &span::Id, values: &span::Record<'_>, ctx: Context<'_, S>) {
-        if let Some(span) = ctx.span(id) {
-            if let Some(fields) = span.extensions_mut().get_mut::<SpanFields>() {
-                values.record(&mut Fields(&mut fields.0));
-            }
-        }
-    }
-
-    fn on_close(&self, id: span::Id, ctx: Context<'_, S>) {
-        if let Some(span) = ctx.span(&id) {
-            if let Some(fields) = span.extensions_mut().remove::<SpanFields>() {
-                self.spans.lock().unwrap().push(fields.0);
-            }
-        }
-    }
-
-    fn on_event(&self, event: &tracing::Event<'_>, _ctx: Context<'_, S>) {
-        let mut fields = HashMap::new();
-        event.record(&mut Fields(&mut fields));
-        if fields.get("message").map(String::as_str) == Some("sse stream closed") {
-            self.closes.lock().unwrap().push(fields);
-        }
-    }
-}
+#[path = "support/span_capture.rs"]
+mod span_capture;
+use span_capture::Capture;
 
 async fn run_stream(layer: SseLayer, events: usize, path: &str, last_event_id: Option<&str>) {
     let svc = layer.layer(service_fn(move |_req: Request<()>| async move {

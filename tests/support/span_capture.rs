@@ -1,0 +1,94 @@
+//! A `tracing` layer for tests that look at what the crate reports: the fields of
+//! every closed span named `sse` (as created and as recorded later), of every "sse
+//! stream closed" event, and of every warning. Used as a module:
+//! `#[path = "support/span_capture.rs"] mod span_capture;`.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
+use tracing::{
+    field::{Field, Visit},
+    span, Subscriber,
+};
+use tracing_subscriber::{layer::Context, registry::LookupSpan};
+
+type Fields = HashMap<String, String>;
+
+#[derive(Clone, Default)]
+pub(crate) struct Capture {
+    /// Closed `sse` spans, in the order they closed.
+    pub(crate) spans: Arc<Mutex<Vec<Fields>>>,
+    /// "sse stream closed" events.
+    pub(crate) closes: Arc<Mutex<Vec<Fields>>>,
+    /// Events at level WARN.
+    pub(crate) warnings: Arc<Mutex<Vec<Fields>>>,
+}
+
+impl Capture {
+    /// Takes the spans closed so far.
+    pub(crate) fn take_spans(&self) -> Vec<Fields> {
+        std::mem::take(&mut *self.spans.lock().unwrap())
+    }
+
+    /// Takes the warnings so far.
+    pub(crate) fn take_warnings(&self) -> Vec<Fields> {
+        std::mem::take(&mut *self.warnings.lock().unwrap())
+    }
+}
+
+/// Values as text, strings without their quotes.
+struct Visitor<'a>(&'a mut Fields);
+
+impl Visit for Visitor<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.0.insert(
+            field.name().to_owned(),
+            format!("{value:?}").trim_matches('"').to_owned(),
+        );
+    }
+}
+
+#[derive(Default)]
+struct SpanFields(Fields);
+
+impl<S: Subscriber + for<'a> LookupSpan<'a>> tracing_subscriber::Layer<S> for Capture {
+    fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: Context<'_, S>) {
+        if attrs.metadata().name() != "sse" {
+            return;
+        }
+        let mut fields = SpanFields::default();
+        attrs.record(&mut Visitor(&mut fields.0));
+        if let Some(span) = ctx.span(id) {
+            span.extensions_mut().insert(fields);
+        }
+    }
+
+    fn on_record(&self, id: &span::Id, values: &span::Record<'_>, ctx: Context<'_, S>) {
+        if let Some(span) = ctx.span(id) {
+            if let Some(fields) = span.extensions_mut().get_mut::<SpanFields>() {
+                values.record(&mut Visitor(&mut fields.0));
+            }
+        }
+    }
+
+    fn on_close(&self, id: span::Id, ctx: Context<'_, S>) {
+        if let Some(span) = ctx.span(&id) {
+            if let Some(fields) = span.extensions_mut().remove::<SpanFields>() {
+                self.spans.lock().unwrap().push(fields.0);
+            }
+        }
+    }
+
+    fn on_event(&self, event: &tracing::Event<'_>, _ctx: Context<'_, S>) {
+        let mut fields = HashMap::new();
+        event.record(&mut Visitor(&mut fields));
+        if *event.metadata().level() == tracing::Level::WARN {
+            self.warnings.lock().unwrap().push(fields);
+        } else if fields.get("message").map(String::as_str) == Some("sse stream closed") {
+            self.closes.lock().unwrap().push(fields);
+        }
+    }
+}
