@@ -166,11 +166,13 @@ trap stop_server EXIT
 
 # start_server NAME FANOUT_MS LOG: sets server_pid and server_port
 start_server() {
-  local name=$1 fanout_ms=${2:-100} log=$3 exe floor=0 heartbeat=default coalesce=30
+  local name=$1 fanout_ms=${2:-100} log=$3 exe floor=0 heartbeat=default
+  # The demo's own defaults apply unless a variant sets something.
+  local extra=()
   case $name in
   tower-sse) exe=$bin/demo ;;
   tower-sse-timer) exe=$bin/demo heartbeat=timer ;;
-  tower-sse-nocoalesce) exe=$bin/demo coalesce=0 ;;
+  tower-sse-nocoalesce) exe=$bin/demo extra=(FANOUT_COALESCE_MS=0) ;;
   axum) exe=$bin/axum_ref ;;
   floor) exe=$bin/axum_ref floor=1 ;;
   *) echo "unknown server $name" >&2; return 1 ;;
@@ -181,8 +183,8 @@ start_server() {
   [[ $pin == 1 ]] && pin_cmd=(taskset -c "$SERVER_CPU")
   # `env` and `taskset` exec the server, so $! is the server's pid (a shell function
   # here would put a subshell in between).
-  env -u REDIS_URL TOKIO_WORKER_THREADS=1 PORT=0 HOST=127.0.0.1 FANOUT_MS="$fanout_ms" FLOOR=$floor HEARTBEAT=$heartbeat \
-    FANOUT_COALESCE_MS=$coalesce \
+  env -u REDIS_URL -u FANOUT_COALESCE_MS TOKIO_WORKER_THREADS=1 PORT=0 HOST=127.0.0.1 FANOUT_MS="$fanout_ms" FLOOR=$floor HEARTBEAT=$heartbeat \
+    ${extra[@]+"${extra[@]}"} \
     "${pin_cmd[@]}" "$exe" >"$log" 2>&1 &
   server_pid=$!
   server_port=

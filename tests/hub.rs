@@ -301,35 +301,57 @@ async fn an_event_with_its_own_id_keeps_it() {
 // Many subscribers over HTTP
 // ---------------------------------------------------------------------------------
 
+/// `clients` HTTP subscribers of `app`'s topic, each reading `events` events while
+/// they are published, `pause` after every `every` publishes (none: a yield); the
+/// ids each one received.
+async fn http_subscribers_read(
+    app: &App,
+    clients: usize,
+    events: u64,
+    every: u64,
+    pause: Option<Duration>,
+) -> Vec<Vec<u64>> {
+    let server = app.serve(SseLayer::new()).await;
+    let url = server.url("/");
+    let client = http_client();
+    let mut streams = Vec::new();
+    for _ in 0..clients {
+        streams.push(connect(&client, &url, None).await);
+    }
+    wait_subscribers(&app.hub, TOPIC, clients).await;
+    let readers: Vec<_> = streams
+        .into_iter()
+        .map(|mut events_of| {
+            tokio::spawn(async move { next_ids(&mut events_of, events as usize).await })
+        })
+        .collect();
+    for n in 0..events {
+        app.hub.publish(TOPIC, event(n)).await.unwrap();
+        if n % every == 0 {
+            match pause {
+                Some(pause) => tokio::time::sleep(pause).await,
+                None => tokio::task::yield_now().await,
+            }
+        }
+    }
+    let mut received = Vec::new();
+    for reader in readers {
+        received.push(within("a reader", reader).await.unwrap());
+    }
+    received
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fifty_http_subscribers_each_receive_every_event_in_order() {
     const CLIENTS: usize = 50;
     const EVENTS: u64 = 200;
     let hub = Hub::new();
     let app = App::new(hub.clone());
-    let server = app.serve(SseLayer::new()).await;
-    let url = server.url("/");
-
-    let client = http_client();
-    let mut streams = Vec::new();
-    for _ in 0..CLIENTS {
-        streams.push(connect(&client, &url, None).await);
-    }
-    wait_subscribers(&hub, TOPIC, CLIENTS).await;
-
-    let readers: Vec<_> = streams
-        .into_iter()
-        .map(|mut events| tokio::spawn(async move { next_ids(&mut events, EVENTS as usize).await }))
-        .collect();
-    for n in 0..EVENTS {
-        hub.publish(TOPIC, event(n)).await.unwrap();
-        if n % 20 == 0 {
-            tokio::task::yield_now().await;
-        }
-    }
+    let received = http_subscribers_read(&app, CLIENTS, EVENTS, 20, None).await;
     let want: Vec<u64> = (0..EVENTS).collect();
-    for reader in readers {
-        assert_eq!(within("a reader", reader).await.unwrap(), want);
+    assert_eq!(received.len(), CLIENTS);
+    for ids in received {
+        assert_eq!(ids, want);
     }
     assert!(app
         .resumes()
@@ -927,29 +949,13 @@ async fn events_within_a_window_reach_the_socket_in_one_chunk() {
 async fn with_a_window_http_subscribers_still_receive_every_event_in_order() {
     const CLIENTS: usize = 20;
     const EVENTS: u64 = 300;
-    let hub = Hub::new().coalesce(Duration::from_millis(5));
-    let app = App::new(hub.clone());
-    let server = app.serve(SseLayer::new()).await;
-    let url = server.url("/");
-    let client = http_client();
-    let mut streams = Vec::new();
-    for _ in 0..CLIENTS {
-        streams.push(connect(&client, &url, None).await);
-    }
-    wait_subscribers(&hub, TOPIC, CLIENTS).await;
-    let readers: Vec<_> = streams
-        .into_iter()
-        .map(|mut events| tokio::spawn(async move { next_ids(&mut events, EVENTS as usize).await }))
-        .collect();
-    for n in 0..EVENTS {
-        hub.publish(TOPIC, event(n)).await.unwrap();
-        if n % 3 == 0 {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    }
+    let app = App::new(Hub::new().coalesce(Duration::from_millis(5)));
+    let pause = Some(Duration::from_millis(1));
+    let received = http_subscribers_read(&app, CLIENTS, EVENTS, 3, pause).await;
     let want: Vec<u64> = (0..EVENTS).collect();
-    for reader in readers {
-        assert_eq!(within("a reader", reader).await.unwrap(), want);
+    assert_eq!(received.len(), CLIENTS);
+    for ids in received {
+        assert_eq!(ids, want);
     }
 }
 
