@@ -7,25 +7,22 @@
 mod common;
 
 use std::{
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc,
-    },
+    sync::atomic::{AtomicU64, Ordering},
     time::Duration,
 };
 
 use common::{
-    blocks, field, kib_event, serve_sse_with, within, Chunk, Counting, DropFlag, Guarded,
-    RawClient, ServerOptions, TestServer,
+    blocks, client_that_stops_reading, field, kib_event, serve_counted, within, Chunk,
+    CountedServer, RawClient, TestServer, SMALL_HYPER_BUFFER, SMALL_SOCKET_BUFFER,
 };
-use tower_sse::{BufferLimits, Event, Overflow, SseLayer, SseResponse, SseStats};
+use tower_sse::{BufferLimits, Event, Overflow, SseLayer, SseResponse};
 
 /// Events the source produces in each test: ~3 MiB, far more than fits in flight.
 const TOTAL: u64 = 3000;
 /// `SO_SNDBUF` of the server socket and `SO_RCVBUF` of the client (Linux doubles both).
-const SOCKET_BUFFER: u32 = 8 * 1024;
+const SOCKET_BUFFER: u32 = SMALL_SOCKET_BUFFER;
 /// hyper's HTTP/1 write buffer cap (its minimum).
-const HYPER_BUFFER: usize = 8 * 1024;
+const HYPER_BUFFER: usize = SMALL_HYPER_BUFFER;
 /// The layer's per-connection buffer.
 const LIMITS: BufferLimits = BufferLimits::new(16, 16 * 1024);
 /// The layer's frame cap.
@@ -58,43 +55,14 @@ fn layer(policy: Overflow) -> SseLayer {
         })
 }
 
-struct Setup {
-    server: TestServer,
-    stats: SseStats,
-    produced: Arc<AtomicU64>,
-    source_dropped: DropFlag,
-}
+type Setup = CountedServer;
 
 async fn setup(layer: SseLayer, total: u64) -> Setup {
-    let stats = layer.stats();
-    let produced = Arc::new(AtomicU64::new(0));
-    let source_dropped = DropFlag::new();
-    let opts = ServerOptions {
-        send_buffer: Some(SOCKET_BUFFER),
-        max_buf_size: Some(HYPER_BUFFER),
-    };
-    let server = serve_sse_with(layer, opts, {
-        let produced = produced.clone();
-        let source_dropped = source_dropped.clone();
-        move |_req| {
-            let source = Counting::new(total, produced.clone(), kib_event);
-            let source = Guarded::new(source, &source_dropped);
-            async move { SseResponse::new(source) }
-        }
-    })
-    .await;
-    Setup {
-        server,
-        stats,
-        produced,
-        source_dropped,
-    }
+    serve_counted(layer, total, kib_event, false).await
 }
 
 async fn slow_client(server: &TestServer) -> RawClient {
-    let mut client = RawClient::connect_with_recv_buffer(server.addr, SOCKET_BUFFER).await;
-    client.get("/", &[]).await;
-    client
+    client_that_stops_reading(server).await
 }
 
 /// Waits (bounded) until `produced` stops moving: unchanged over 200 ms.

@@ -17,11 +17,11 @@ use std::{
 };
 
 use common::{
-    blocks, field, kib_payload, serve_sse_with, wait_until, within, Chunk, Counting, DropFlag,
-    Guarded, RawClient, ServerOptions, TestServer,
+    blocks, client_that_stops_reading, field, kib_payload, serve_counted, wait_until, within,
+    Chunk, CountedServer, Counting, RawClient, TestServer,
 };
 use tokio::task::JoinHandle;
-use tower_sse::{BufferLimits, Event, Overflow, SseLayer, SseResponse, SseStats};
+use tower_sse::{BufferLimits, Event, Overflow, SseLayer, SseStats};
 use tracing_subscriber::prelude::*;
 
 #[path = "support/span_capture.rs"]
@@ -31,10 +31,6 @@ use span_capture::Capture;
 /// The per-connection buffer: 16 events (the byte cap is far away).
 const QUEUE: u64 = 16;
 const LIMITS: BufferLimits = BufferLimits::new(QUEUE as usize, 1 << 20);
-/// `SO_SNDBUF` of the server socket and `SO_RCVBUF` of the client.
-const SOCKET_BUFFER: u32 = 8 * 1024;
-/// hyper's HTTP/1 write buffer cap (its minimum).
-const HYPER_BUFFER: usize = 8 * 1024;
 /// Events a finite source produces: ~3 MiB, far more than the sockets and hyper hold.
 const TOTAL: u64 = 3000;
 /// An endless source, in practice (ids keep their 8 digits).
@@ -69,53 +65,17 @@ fn queued(events: u64) -> (u64, u64) {
     (events, events * event_size())
 }
 
-struct Setup {
-    server: TestServer,
-    stats: SseStats,
-    produced: Arc<AtomicU64>,
-    /// Set when the (last) source is dropped.
-    source_dropped: DropFlag,
-}
+type Setup = CountedServer;
 
 /// Serves `layer` over sockets with small buffers; each request streams `total`
 /// [`event`]s, then (with `then_pending`) stays open without ending.
 async fn setup(layer: SseLayer, total: u64, then_pending: bool) -> Setup {
-    let stats = layer.stats();
-    let produced = Arc::new(AtomicU64::new(0));
-    let source_dropped = DropFlag::new();
-    let opts = ServerOptions {
-        send_buffer: Some(SOCKET_BUFFER),
-        max_buf_size: Some(HYPER_BUFFER),
-    };
-    let server = serve_sse_with(layer, opts, {
-        let produced = produced.clone();
-        let source_dropped = source_dropped.clone();
-        move |_req| {
-            use futures_util::StreamExt;
-            let source = Counting::new(total, produced.clone(), event);
-            let source = if then_pending {
-                source.chain(futures_util::stream::pending()).boxed()
-            } else {
-                source.boxed()
-            };
-            let source = Guarded::new(source, &source_dropped);
-            async move { SseResponse::new(source) }
-        }
-    })
-    .await;
-    Setup {
-        server,
-        stats,
-        produced,
-        source_dropped,
-    }
+    serve_counted(layer, total, event, then_pending).await
 }
 
 /// A client that sends its request and then reads nothing.
 async fn frozen_client(server: &TestServer) -> RawClient {
-    let mut client = RawClient::connect_with_recv_buffer(server.addr, SOCKET_BUFFER).await;
-    client.get("/", &[]).await;
-    client
+    client_that_stops_reading(server).await
 }
 
 /// The highest gauge values seen by a task that samples them every millisecond.
