@@ -98,6 +98,7 @@ mod response;
 mod service;
 pub mod shutdown;
 mod stats;
+mod sync;
 
 pub use crate::{
     body::SseBody,
