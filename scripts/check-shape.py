@@ -188,6 +188,11 @@ def main():
             if segs[0] == "self" and len(segs) == 2:
                 continue
             deps.add(resolve(mod + scope_at(blocks, m.start()), segs))
+        # A child module declared here (`mod x;`) and used by a bare `x::` path.
+        for m in re.finditer(r"(?<![\w:])mod\s+(\w+)\s*;", code):
+            child = mod + (m.group(1),)
+            if child in modules and re.search(r"(?<![\w:])" + m.group(1) + r"::", no_uses):
+                deps.add(child)
         deps.discard(None)
         deps.discard(mod)
         # A module declared here is not an import of it; only paths into it are.

@@ -3,7 +3,8 @@ use std::fmt;
 /// A boxed error, as used by tower and hyper.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Why an SSE response body ended with an error, aborting the connection.
+/// The error an SSE response body ends with when the layer disconnects a client as
+/// too slow, aborting the connection.
 ///
 /// The body of an SSE response fails only when the layer deliberately drops a slow
 /// client ([`Overflow::Disconnect`](crate::Overflow::Disconnect) or
@@ -11,12 +12,12 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// source end the stream cleanly instead (see [`SseLayer::on_error`](crate::SseLayer::on_error)).
 ///
 /// ```
-/// let err = tower_sse::Error::overflow();
+/// let err = tower_sse::SlowClientError::overflow();
 /// assert!(err.is_overflow());
 /// assert_eq!(err.to_string(), "sse client disconnected: its buffer was full");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Error {
+pub struct SlowClientError {
     kind: Kind,
 }
 
@@ -26,7 +27,7 @@ enum Kind {
     Stall,
 }
 
-impl Error {
+impl SlowClientError {
     /// The error of a client disconnected because its buffer was full.
     pub const fn overflow() -> Self {
         Self {
@@ -50,7 +51,7 @@ impl Error {
     }
 }
 
-impl fmt::Display for Error {
+impl fmt::Display for SlowClientError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self.kind {
             Kind::Overflow => "sse client disconnected: its buffer was full",
@@ -59,4 +60,4 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for SlowClientError {}

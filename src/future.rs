@@ -1,3 +1,6 @@
+//! [`ResponseFuture`]: waits for the inner service's answer (and a `StreamLimit`
+//! permit), then makes it an SSE response.
+
 use std::{
     future::Future,
     pin::Pin,
@@ -7,15 +10,20 @@ use std::{
 
 use futures_core::Stream;
 use http::{header, HeaderValue, Response};
+use http_body_util::BodyExt;
 use pin_project_lite::pin_project;
+use tokio::sync::OwnedSemaphorePermit;
 use tracing::Span;
 
-use http_body_util::BodyExt;
-use tokio::sync::OwnedSemaphorePermit;
-
 use crate::{
-    body::EventsBody, layer::Config, limit::LimitMode, response::Kind, BoxError, Encode,
-    IntoSseResponse, SseBody, SseResponse,
+    body::SseBody,
+    config::Config,
+    error::BoxError,
+    event::Encode,
+    limit::LimitMode,
+    response::{IntoSseResponse, SseParts, SseResponse},
+    state::LayerState,
+    stream::EventsBody,
 };
 
 pin_project! {
@@ -25,6 +33,7 @@ pin_project! {
         #[pin]
         state: State<F, St>,
         config: Arc<Config>,
+        layer: Arc<LayerState>,
         span: Option<Span>,
     }
 }
@@ -41,10 +50,11 @@ pin_project! {
 }
 
 impl<F, St> ResponseFuture<F, St> {
-    pub(crate) fn new(inner: F, config: Arc<Config>, span: Span) -> Self {
+    pub(crate) fn new(inner: F, config: Arc<Config>, layer: Arc<LayerState>, span: Span) -> Self {
         Self {
             state: State::Inner { inner },
             config,
+            layer,
             span: Some(span),
         }
     }
@@ -74,13 +84,19 @@ where
                     let response = ready!(inner.poll(cx))?.into_sse_response();
                     let Some(limit) = this.config.limit.as_ref().filter(|_| response.is_sse())
                     else {
-                        return Poll::Ready(Ok(serve(response, None, this.config, this.span)));
+                        return Poll::Ready(Ok(serve(
+                            response,
+                            None,
+                            this.config,
+                            this.layer,
+                            this.span,
+                        )));
                     };
                     match limit.semaphore.clone().try_acquire_owned() {
                         Ok(permit) => (response, Some(permit)),
                         Err(_) => match limit.mode {
                             LimitMode::Reject { retry_after } => {
-                                this.config.shared.stats.rejected();
+                                this.layer.counters.rejected();
                                 return Poll::Ready(Ok(too_many_streams(retry_after)));
                             }
                             LimitMode::Wait => {
@@ -104,7 +120,13 @@ where
                     }
                 }
             };
-            return Poll::Ready(Ok(serve(response, permit, this.config, this.span)));
+            return Poll::Ready(Ok(serve(
+                response,
+                permit,
+                this.config,
+                this.layer,
+                this.span,
+            )));
         }
     }
 }
@@ -114,6 +136,7 @@ fn serve<St, T, E>(
     response: SseResponse<St>,
     permit: Option<OwnedSemaphorePermit>,
     config: &Arc<Config>,
+    layer: &Arc<LayerState>,
     span: &mut Option<Span>,
 ) -> Response<SseBody<St>>
 where
@@ -121,18 +144,18 @@ where
     T: Encode + Send + 'static,
     E: Into<BoxError> + 'static,
 {
-    let heartbeat = response.heartbeat;
-    match response.kind {
-        Kind::Other(response) => response.map(SseBody::other),
-        Kind::Sse(response) => {
-            let (mut parts, stream) = response.into_parts();
-            set_sse_headers(&mut parts.headers);
+    match response.into_sse_parts() {
+        SseParts::Other(response) => response.map(SseBody::other),
+        SseParts::Sse(parts, stream, heartbeat) => {
             let span = span.take().unwrap_or_else(Span::none);
-            let heartbeat = match &heartbeat {
-                Some(chosen) => chosen.as_ref(),
-                None => config.heartbeat.as_ref(),
-            };
-            let body = EventsBody::new(stream, config.clone(), heartbeat, span, permit);
+            let body = EventsBody::new(
+                stream,
+                config.clone(),
+                layer.clone(),
+                &heartbeat,
+                span,
+                permit,
+            );
             Response::from_parts(parts, SseBody::events(body))
         }
     }
@@ -154,20 +177,4 @@ fn too_many_streams<St>(retry_after: std::time::Duration) -> Response<SseBody<St
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     response
-}
-
-/// `content-type: text/event-stream`, `cache-control: no-cache` and
-/// `x-accel-buffering: no` (the last two unless already set), no `content-length`.
-pub(crate) fn set_sse_headers(headers: &mut http::HeaderMap) {
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    headers
-        .entry(header::CACHE_CONTROL)
-        .or_insert(HeaderValue::from_static("no-cache"));
-    headers
-        .entry(http::HeaderName::from_static("x-accel-buffering"))
-        .or_insert(HeaderValue::from_static("no"));
-    headers.remove(header::CONTENT_LENGTH);
 }

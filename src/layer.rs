@@ -1,15 +1,21 @@
+//! [`SseLayer`]: the settings, with a builder method each.
+
 use std::{fmt, sync::Arc, time::Duration};
 
-use bytes::Bytes;
 use tower_layer::Layer;
 
 use crate::{
-    shutdown::Shared, BoxError, BufferLimits, Event, Heartbeat, Overflow, ShutdownHandle,
-    SseService, SseStats, StreamLimit,
+    buffer::{BufferLimits, Overflow},
+    config::Config,
+    error::BoxError,
+    event::Event,
+    heartbeat::Heartbeat,
+    limit::StreamLimit,
+    service::SseService,
+    shutdown::ShutdownHandle,
+    state::LayerState,
+    stats::SseStats,
 };
-
-pub(crate) type GapFn = Arc<dyn Fn(u64) -> Event + Send + Sync>;
-pub(crate) type ErrorFn = Arc<dyn Fn(&BoxError) -> Option<Event> + Send + Sync>;
 
 /// A [`Layer`] that turns a service answering with event streams into a service
 /// answering with `text/event-stream` responses.
@@ -66,66 +72,7 @@ pub(crate) type ErrorFn = Arc<dyn Fn(&BoxError) -> Option<Event> + Send + Sync>;
 #[derive(Clone)]
 pub struct SseLayer {
     config: Config,
-}
-
-#[derive(Clone)]
-pub(crate) struct Config {
-    pub(crate) heartbeat: Option<Heartbeat>,
-    pub(crate) limits: BufferLimits,
-    pub(crate) overflow: Overflow,
-    pub(crate) max_frame_bytes: usize,
-    pub(crate) stall_timeout: Option<Duration>,
-    pub(crate) gap: Option<GapFn>,
-    pub(crate) on_error: Option<ErrorFn>,
-    pub(crate) limit: Option<StreamLimit>,
-    pub(crate) max_lifetime: Option<Duration>,
-    /// The encoded `retry:` event sent when a stream reaches its lifetime.
-    pub(crate) lifetime_retry: Option<Bytes>,
-    /// `usize::MAX` when there is no limit: one comparison per event either way.
-    pub(crate) max_event_bytes: usize,
-    pub(crate) shared: Arc<Shared>,
-}
-
-impl Config {
-    /// Whether the stream needs a task that drains the source while the socket is full.
-    pub(crate) fn pumped(&self) -> bool {
-        self.overflow != Overflow::Wait || self.stall_timeout.is_some()
-    }
-
-    /// Logs a source error and returns the last event to send, if any.
-    pub(crate) fn source_error(&self, err: BoxError) -> Option<Event> {
-        self.shared.stats.source_error();
-        tracing::warn!(error = %err, "sse source failed; ending the stream");
-        self.on_error.as_ref().and_then(|f| f(&err))
-    }
-
-    /// Whether a source event of `len` encoded bytes is over
-    /// [`max_event_bytes`](SseLayer::max_event_bytes). If so it is counted and logged
-    /// (its size, never its content), and the caller skips it.
-    #[inline]
-    pub(crate) fn event_too_large(&self, len: usize) -> bool {
-        if len <= self.max_event_bytes {
-            return false;
-        }
-        self.skip_too_large(len);
-        true
-    }
-
-    #[cold]
-    fn skip_too_large(&self, len: usize) {
-        self.shared.stats.too_large();
-        tracing::warn!(
-            size = len,
-            limit = self.max_event_bytes,
-            "sse event larger than max_event_bytes; skipped"
-        );
-    }
-}
-
-/// The settings of `SseLayer::new()`, for responses served without a layer.
-pub(crate) fn default_config() -> &'static Arc<Config> {
-    static DEFAULT: std::sync::OnceLock<Arc<Config>> = std::sync::OnceLock::new();
-    DEFAULT.get_or_init(|| Arc::new(SseLayer::new().config))
+    state: Arc<LayerState>,
 }
 
 impl Default for SseLayer {
@@ -138,20 +85,8 @@ impl SseLayer {
     /// A layer with the defaults listed [above](SseLayer).
     pub fn new() -> Self {
         Self {
-            config: Config {
-                heartbeat: Some(Heartbeat::new(Heartbeat::DEFAULT_INTERVAL)),
-                limits: BufferLimits::default(),
-                overflow: Overflow::Wait,
-                max_frame_bytes: 64 * 1024,
-                stall_timeout: None,
-                gap: None,
-                on_error: None,
-                limit: None,
-                max_lifetime: None,
-                lifetime_retry: None,
-                max_event_bytes: usize::MAX,
-                shared: Arc::new(Shared::default()),
-            },
+            config: Config::default(),
+            state: Arc::default(),
         }
     }
 
@@ -355,7 +290,7 @@ impl SseLayer {
     /// assert_eq!(layer.stats().open_streams(), 0);
     /// ```
     pub fn stats(&self) -> SseStats {
-        SseStats::new(self.config.shared.clone())
+        SseStats::new(self.state.counters.clone())
     }
 
     /// A handle that ends every open stream of this layer (and of its clones).
@@ -367,7 +302,7 @@ impl SseLayer {
     /// assert!(shutdown.is_shutdown());
     /// ```
     pub fn shutdown_handle(&self) -> ShutdownHandle {
-        ShutdownHandle::new(self.config.shared.clone())
+        ShutdownHandle::new(self.state.streams.clone())
     }
 }
 
@@ -399,6 +334,6 @@ impl<S> Layer<S> for SseLayer {
     type Service = SseService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        SseService::new(inner, Arc::new(self.config.clone()))
+        SseService::new(inner, Arc::new(self.config.clone()), self.state.clone())
     }
 }

@@ -84,6 +84,7 @@
 pub mod axum;
 mod body;
 pub mod buffer;
+mod config;
 mod error;
 pub mod event;
 mod future;
@@ -97,20 +98,22 @@ pub mod limit;
 mod response;
 mod service;
 pub mod shutdown;
+mod state;
 mod stats;
+mod stream;
 mod sync;
 
 pub use crate::{
-    body::SseBody,
+    body::{BoxEventStream, SseBody},
     buffer::{BufferLimits, Overflow},
-    error::{BoxError, Error},
+    error::{BoxError, SlowClientError},
     event::{Encode, EncodedEvent, Event, EventError, EventErrorKind, Message},
     future::ResponseFuture,
     heartbeat::Heartbeat,
     last_event_id::{LastEventId, LAST_EVENT_ID},
     layer::SseLayer,
     limit::StreamLimit,
-    response::{BoxEventStream, IntoSseResponse, SseResponse},
+    response::{IntoSseResponse, SseResponse},
     service::SseService,
     shutdown::ShutdownHandle,
     stats::SseStats,

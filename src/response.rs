@@ -1,19 +1,23 @@
-use std::{
-    pin::Pin,
-    sync::{Arc, Mutex, PoisonError},
-};
+//! [`SseResponse`], what the inner service answers, and the one place where an SSE
+//! response gets its headers.
+
+use std::pin::Pin;
 
 use bytes::Bytes;
 use futures_core::Stream;
-use http::Response;
+use http::{header, response::Parts, HeaderMap, HeaderValue, Response};
 use http_body::Body;
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt};
 
-use crate::{BoxError, Heartbeat, Message, SseBody};
+use crate::{
+    body::{BoxEventStream, Slot, SseBody},
+    error::BoxError,
+    event::Message,
+    heartbeat::{Choice, Heartbeat},
+};
 
-/// A boxed event stream: what an SSE response carries through an
-/// `http::Response` (see [`SseResponse::into_http`]).
-pub type BoxEventStream = Pin<Box<dyn Stream<Item = Result<Message, BoxError>> + Send>>;
+/// A response passed through the layer untouched.
+pub(crate) type OtherResponse = Response<UnsyncBoxBody<Bytes, BoxError>>;
 
 /// What a service behind [`SseLayer`](crate::SseLayer) answers: an event stream to
 /// send as SSE, or an ordinary response passed through untouched.
@@ -52,18 +56,18 @@ pub type BoxEventStream = Pin<Box<dyn Stream<Item = Result<Message, BoxError>> +
 ///     SseResponse::new(events())
 /// }
 /// assert!(!handler(false).is_sse());
-/// /// ```
+/// ```
 #[derive(Debug)]
 pub struct SseResponse<St> {
-    pub(crate) kind: Kind<St>,
-    /// `Some` overrides the layer's heartbeat for this response.
-    pub(crate) heartbeat: Option<Option<Heartbeat>>,
+    kind: Kind<St>,
+    /// The layer's heartbeat, or this response's own.
+    heartbeat: Choice,
 }
 
 #[derive(Debug)]
-pub(crate) enum Kind<St> {
+enum Kind<St> {
     Sse(Response<St>),
-    Other(Response<UnsyncBoxBody<Bytes, BoxError>>),
+    Other(OtherResponse),
 }
 
 impl<St> SseResponse<St> {
@@ -78,7 +82,7 @@ impl<St> SseResponse<St> {
     pub fn from_response(response: Response<St>) -> Self {
         Self {
             kind: Kind::Sse(response),
-            heartbeat: None,
+            heartbeat: Choice::Layer,
         }
     }
 
@@ -90,7 +94,7 @@ impl<St> SseResponse<St> {
     {
         Self {
             kind: Kind::Other(response.map(|body| body.map_err(Into::into).boxed_unsync())),
-            heartbeat: None,
+            heartbeat: Choice::Layer,
         }
     }
 
@@ -104,7 +108,7 @@ impl<St> SseResponse<St> {
     /// let res = SseResponse::new(events).heartbeat(Duration::from_millis(200));
     /// ```
     pub fn heartbeat(mut self, heartbeat: impl Into<Heartbeat>) -> Self {
-        self.heartbeat = Some(Some(heartbeat.into()));
+        self.heartbeat = Choice::Custom(heartbeat.into());
         self
     }
 
@@ -118,7 +122,7 @@ impl<St> SseResponse<St> {
     /// let res = SseResponse::new(events).no_heartbeat();
     /// ```
     pub fn no_heartbeat(mut self) -> Self {
-        self.heartbeat = Some(None);
+        self.heartbeat = Choice::Off;
         self
     }
 
@@ -126,6 +130,43 @@ impl<St> SseResponse<St> {
     pub fn is_sse(&self) -> bool {
         matches!(self.kind, Kind::Sse(_))
     }
+
+    /// The parts of an SSE response, with the SSE headers set, its stream and its
+    /// heartbeat choice; or the response to pass through.
+    pub(crate) fn into_sse_parts(self) -> SseParts<St> {
+        match self.kind {
+            Kind::Sse(response) => {
+                let (mut parts, stream) = response.into_parts();
+                set_sse_headers(&mut parts.headers);
+                SseParts::Sse(parts, stream, self.heartbeat)
+            }
+            Kind::Other(response) => SseParts::Other(response),
+        }
+    }
+}
+
+/// An [`SseResponse`] taken apart.
+pub(crate) enum SseParts<St> {
+    /// The response's parts (SSE headers set), its stream and its heartbeat choice.
+    Sse(Parts, St, Choice),
+    /// A response to pass through.
+    Other(OtherResponse),
+}
+
+/// `content-type: text/event-stream`, `cache-control: no-cache` and
+/// `x-accel-buffering: no` (the last two unless already set), no `content-length`.
+fn set_sse_headers(headers: &mut HeaderMap) {
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-cache"));
+    headers
+        .entry(http::HeaderName::from_static("x-accel-buffering"))
+        .or_insert(HeaderValue::from_static("no"));
+    headers.remove(header::CONTENT_LENGTH);
 }
 
 impl<St, T, E> SseResponse<St>
@@ -137,11 +178,21 @@ where
     /// Turns this into an ordinary `http::Response`, for frameworks whose handlers
     /// must return one (axum's `IntoResponse` uses this).
     ///
-    /// The response is complete on its own: it has the SSE headers and its body streams
-    /// the events with the default settings of [`SseLayer::new`](crate::SseLayer::new).
     /// When an [`SseLayer`](crate::SseLayer) wraps the service that returned it, the
     /// layer finds the stream inside and serves it with its own settings, counters and
-    /// shutdown handle instead. A response passed through stays as it is.
+    /// shutdown handle. A response passed through stays as it is.
+    ///
+    /// The response also works on its own, served with no layer at all: it has the SSE
+    /// headers and its body streams the events with the settings of
+    /// [`SseLayer::new`](crate::SseLayer::new) (heartbeats every 15 s, backpressure,
+    /// 64 KiB frames) and the heartbeat chosen with [`heartbeat`](Self::heartbeat) or
+    /// [`no_heartbeat`](Self::no_heartbeat). What such streams cannot have is a layer:
+    /// no [`SseStats`](crate::SseStats) counts them, no
+    /// [`ShutdownHandle`](crate::ShutdownHandle) ends them (hyper's graceful shutdown
+    /// then waits for them to end by themselves), no stream limit or tracing span
+    /// applies, and they share one heartbeat ticker per interval with every other
+    /// layer-less stream of the process. Put an `SseLayer` around the service to get
+    /// those.
     ///
     /// ```
     /// use std::convert::Infallible;
@@ -155,13 +206,11 @@ where
     /// # }
     /// ```
     pub fn into_http(self) -> Response<SseBody<BoxEventStream>> {
-        match self.kind {
-            Kind::Other(response) => response.map(SseBody::other),
-            Kind::Sse(response) => {
-                let (mut parts, stream) = response.into_parts();
-                crate::future::set_sse_headers(&mut parts.headers);
+        match self.into_sse_parts() {
+            SseParts::Other(response) => response.map(SseBody::other),
+            SseParts::Sse(mut parts, stream, heartbeat) => {
                 let stream: BoxEventStream = Box::pin(MapItems { stream });
-                let slot = Slot(Arc::new(Mutex::new(Some((stream, self.heartbeat)))));
+                let slot = Slot::new(stream, heartbeat);
                 parts.extensions.insert(slot.clone());
                 Response::from_parts(parts, SseBody::deferred(slot))
             }
@@ -197,19 +246,6 @@ where
 
     fn size_hint(&self) -> (usize, Option<usize>) {
         self.stream.size_hint()
-    }
-}
-
-type SlotContent = (BoxEventStream, Option<Option<Heartbeat>>);
-
-/// Carries an SSE stream inside an `http::Response`'s extensions, to whichever of the
-/// layer or the response's own body takes it first.
-#[derive(Clone)]
-pub(crate) struct Slot(Arc<Mutex<Option<SlotContent>>>);
-
-impl Slot {
-    pub(crate) fn take(&self) -> Option<SlotContent> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
     }
 }
 

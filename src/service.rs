@@ -1,3 +1,5 @@
+//! [`SseService`]: hands the request (and its `Last-Event-ID`) to the inner service.
+
 use std::{
     sync::Arc,
     task::{Context, Poll},
@@ -6,7 +8,10 @@ use std::{
 use http::{Request, Response};
 use tower_service::Service;
 
-use crate::{layer::Config, IntoSseResponse, LastEventId, ResponseFuture, SseBody};
+use crate::{
+    body::SseBody, config::Config, future::ResponseFuture, last_event_id::LastEventId,
+    response::IntoSseResponse, state::LayerState, stream::span,
+};
 
 /// The service made by [`SseLayer`](crate::SseLayer): calls the inner service with the
 /// request (and its [`LastEventId`], if any, in the extensions) and turns its
@@ -35,11 +40,16 @@ use crate::{layer::Config, IntoSseResponse, LastEventId, ResponseFuture, SseBody
 pub struct SseService<S> {
     inner: S,
     config: Arc<Config>,
+    layer: Arc<LayerState>,
 }
 
 impl<S> SseService<S> {
-    pub(crate) fn new(inner: S, config: Arc<Config>) -> Self {
-        Self { inner, config }
+    pub(crate) fn new(inner: S, config: Arc<Config>, layer: Arc<LayerState>) -> Self {
+        Self {
+            inner,
+            config,
+            layer,
+        }
     }
 
     /// The inner service.
@@ -84,21 +94,14 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let last_event_id = LastEventId::from_headers(req.headers());
-        let span = tracing::info_span!(
-            "sse",
-            path = %req.uri().path(),
-            last_event_id = last_event_id.as_ref().map(LastEventId::as_str),
-            events = tracing::field::Empty,
-            bytes = tracing::field::Empty,
-            heartbeats = tracing::field::Empty,
-            dropped = tracing::field::Empty,
-            max_queued = tracing::field::Empty,
-            lifetime_ms = tracing::field::Empty,
-            expired = tracing::field::Empty,
+        let span = span::open(
+            req.uri().path(),
+            last_event_id.as_ref().map(LastEventId::as_str),
         );
         if let Some(id) = last_event_id {
             req.extensions_mut().insert(id);
         }
-        ResponseFuture::new(self.inner.call(req), self.config.clone(), span)
+        let (config, layer) = (self.config.clone(), self.layer.clone());
+        ResponseFuture::new(self.inner.call(req), config, layer, span)
     }
 }

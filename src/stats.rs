@@ -1,4 +1,4 @@
-//! Counters shared by every stream of a layer.
+//! Counters shared by every stream of a layer, and [`SseStats`], their public view.
 
 use std::{
     fmt,
@@ -7,8 +7,6 @@ use std::{
         Arc,
     },
 };
-
-use crate::shutdown::Shared;
 
 /// The counters behind [`SseStats`]. Streams add to them once per body frame, not
 /// once per event, so busy streams on different cores rarely touch the same line.
@@ -110,16 +108,16 @@ fn shift(gauge: &AtomicU64, from: usize, to: usize) {
 /// ```
 #[derive(Clone)]
 pub struct SseStats {
-    shared: Arc<Shared>,
+    counters: Arc<Counters>,
 }
 
 impl SseStats {
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
-        Self { shared }
+    pub(crate) fn new(counters: Arc<Counters>) -> Self {
+        Self { counters }
     }
 
     fn get(&self, f: impl Fn(&Counters) -> &AtomicU64) -> u64 {
-        f(&self.shared.stats).load(Relaxed)
+        f(&self.counters).load(Relaxed)
     }
 
     /// SSE streams open now.

@@ -10,8 +10,8 @@ use http::Request;
 
 use futures_util::stream::BoxStream;
 use tower_sse::{
-    EncodedEvent, Error, Event, EventError, Heartbeat, LastEventId, Message, ShutdownHandle,
-    SseBody, SseLayer, SseResponse, SseService, SseStats,
+    EncodedEvent, Event, EventError, Heartbeat, LastEventId, Message, ShutdownHandle,
+    SlowClientError, SseBody, SseLayer, SseResponse, SseService, SseStats,
 };
 
 fn assert_send<T: Send>() {}
@@ -88,6 +88,6 @@ fn handles_and_values_are_send_and_sync() {
 #[test]
 fn errors_are_send_sync_and_static_std_errors() {
     fn assert_error<T: std::error::Error + Send + Sync + 'static>() {}
-    assert_error::<Error>();
+    assert_error::<SlowClientError>();
     assert_error::<EventError>();
 }

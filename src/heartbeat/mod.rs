@@ -25,14 +25,8 @@
 //! are encoded once, when the layer is built, into a shared `Bytes`: sending one is a
 //! reference-count increment (none for the default comment, which is static).
 //!
-//! Measured (BENCHMARKS.md): on an always-ready stream either design adds nothing per
-//! event (277 instructions per event with or without heartbeats; axum's `KeepAlive`
-//! adds 220). On 1,000 idle streams one heartbeat costs 947 instructions with the
-//! shared ticker, 1,489 with the per-stream timer, 1,397 with axum (a single idle
-//! stream is the ticker's worst case: 45,160, its eight ticks per interval). On 10,000
-//! real idle connections at 100 ms, which saturate a core, the ticker kept every
-//! connection on time at 0.74x axum's CPU per heartbeat in a quiet run, while with a
-//! timer per stream 8,451 connections saw a late heartbeat (0.79x axum's CPU).
+//! BENCHMARKS.md measures both designs against axum's `KeepAlive`, on busy streams
+//! and on thousands of idle ones.
 //!
 //! ```
 //! use std::time::Duration;
@@ -51,21 +45,20 @@
 //! ```
 
 use std::{
-    future::Future,
-    pin::Pin,
-    task::{ready, Context, Poll},
+    task::{Context, Poll},
     time::Duration,
 };
 
 use bytes::{Bytes, BytesMut};
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
-use crate::{event::put_lines, shutdown::Shared, Event};
+use crate::event::{put_lines, Event};
 
 mod ticker;
+mod timer;
 
-pub(crate) use self::ticker::Ticker;
-use self::ticker::TickerHeartbeat;
+pub(crate) use self::ticker::Tickers;
+use self::{ticker::TickerHeartbeat, timer::OwnTimer};
 
 /// Heartbeat configuration: the interval and the bytes sent.
 ///
@@ -142,19 +135,16 @@ impl Heartbeat {
     /// Schedules heartbeats with one ticker per layer and interval (the default).
     ///
     /// The ticker ticks eight times per interval and wakes only the streams that are
-    /// due; a stream keeps no timer (about 110 bytes less per stream, no timer-wheel
-    /// work per heartbeat) and records a write with one atomic load. Measured on
-    /// 10,000 idle connections at 100 ms (BENCHMARKS.md), it kept every connection on
-    /// time at 0.74x axum's CPU per heartbeat, where a timer per stream let 8,451
-    /// connections fall late. The price is precision: a heartbeat comes after between
-    /// one and 9/8 intervals of silence (exactly one interval apart on an idle
-    /// stream), and streams opened together beat together. The ticker task runs on
-    /// the runtime of the first stream that needs it (and is started again on another
-    /// runtime if that one shuts down) and stops with the last stream that uses it.
-    /// With a single idle stream per interval the ticker's eight ticks make each
-    /// heartbeat cost more than a timer would (in instructions, not in writes); it
-    /// pays off from about 75 idle streams per interval (callgrind: 45,000 instructions
-    /// of ticks per interval, then ~920 per heartbeat against ~1,490 with timers).
+    /// due; a stream keeps no timer (no `Sleep` per stream, no timer-wheel work per
+    /// heartbeat) and records a write with one atomic load. On many idle connections
+    /// this costs less CPU per heartbeat than a timer per stream and keeps them on time
+    /// under load (BENCHMARKS.md has the runs). The price is precision: a heartbeat
+    /// comes after between one and 9/8 intervals of silence (exactly one interval
+    /// apart on an idle stream), and streams opened together beat together. The ticker
+    /// task runs on the runtime of the first stream that needs it (and is started
+    /// again on another runtime if that one shuts down) and stops with the last stream
+    /// that uses it. With a single idle stream per interval its eight ticks make each
+    /// heartbeat cost more instructions than a timer would (not more writes).
     ///
     /// ```
     /// use std::time::Duration;
@@ -196,6 +186,29 @@ impl Heartbeat {
     }
 }
 
+/// The heartbeat a response asked for: the layer's, its own, or none.
+#[derive(Debug, Clone, Default)]
+pub(crate) enum Choice {
+    /// The layer's setting.
+    #[default]
+    Layer,
+    /// This one instead.
+    Custom(Heartbeat),
+    /// No heartbeats on this response.
+    Off,
+}
+
+impl Choice {
+    /// The heartbeat to use, given the layer's.
+    pub(crate) fn resolve<'a>(&'a self, layer: Option<&'a Heartbeat>) -> Option<&'a Heartbeat> {
+        match self {
+            Self::Layer => layer,
+            Self::Custom(heartbeat) => Some(heartbeat),
+            Self::Off => None,
+        }
+    }
+}
+
 impl From<Duration> for Heartbeat {
     fn from(interval: Duration) -> Self {
         Self::new(interval)
@@ -216,10 +229,11 @@ enum TimerKind {
 }
 
 impl HeartbeatTimer {
-    /// Must be called within a tokio runtime with time enabled.
-    pub(crate) fn new(heartbeat: &Heartbeat, shared: &Shared) -> Self {
+    /// Must be called within a tokio runtime with time enabled; a shared ticker comes
+    /// from `tickers`.
+    pub(crate) fn new(heartbeat: &Heartbeat, tickers: &Tickers) -> Self {
         let kind = if heartbeat.shared {
-            TimerKind::Shared(TickerHeartbeat::new(shared.ticker(heartbeat.interval)))
+            TimerKind::Shared(TickerHeartbeat::new(tickers.get(heartbeat.interval)))
         } else {
             TimerKind::Own(OwnTimer::new(heartbeat.interval))
         };
@@ -257,43 +271,6 @@ impl HeartbeatTimer {
         match &mut self.kind {
             TimerKind::Own(timer) => timer.poll_due(cx),
             TimerKind::Shared(ticker) => ticker.poll_due(cx),
-        }
-    }
-}
-
-/// The default design: one `Sleep` per stream, never reset per event.
-#[derive(Debug)]
-struct OwnTimer {
-    sleep: Pin<Box<Sleep>>,
-    interval: Duration,
-    last_write: Instant,
-}
-
-impl OwnTimer {
-    fn new(interval: Duration) -> Self {
-        let now = Instant::now();
-        Self {
-            sleep: Box::pin(tokio::time::sleep_until(now + interval)),
-            interval,
-            last_write: now,
-        }
-    }
-
-    fn poll_due(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        loop {
-            ready!(self.sleep.as_mut().poll(cx));
-            // The timer fired, so the clock is at or past its deadline: comparing with
-            // the deadline instead of reading the clock keeps the idle path free of
-            // clock reads, and the schedule free of drift.
-            let fired = self.sleep.deadline();
-            let due = self.last_write + self.interval;
-            if due <= fired {
-                self.last_write = fired;
-                self.sleep.as_mut().reset(fired + self.interval);
-                return Poll::Ready(());
-            }
-            // Something was written since the timer was armed: re-arm once.
-            self.sleep.as_mut().reset(due);
         }
     }
 }

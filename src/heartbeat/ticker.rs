@@ -7,12 +7,14 @@
 
 use std::{
     sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc, Mutex, MutexGuard, PoisonError, Weak,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, Mutex, MutexGuard, Weak,
     },
     task::{Context, Poll, Waker},
     time::Duration,
 };
+
+use crate::sync::lock;
 
 /// Ticks per interval: a heartbeat is at most 1/8 interval late.
 const TICKS_PER_INTERVAL: u32 = 8;
@@ -22,10 +24,43 @@ const QUIET_TICKS: u64 = TICKS_PER_INTERVAL as u64 + 1;
 /// Due ticks lie at most `QUIET_TICKS` ahead.
 const BUCKETS: usize = QUIET_TICKS as usize + 1;
 
+/// The shared tickers of one layer, by interval. Each is held by its streams: a ticker
+/// stops with its last stream, so intervals chosen per request (by clients, even)
+/// cannot pile up tasks that tick forever.
+#[derive(Debug, Default)]
+pub(crate) struct Tickers(Mutex<Vec<(Duration, Weak<Ticker>)>>);
+
+impl Tickers {
+    /// The ticker for `interval`, started on first use. Must be called within a tokio
+    /// runtime.
+    pub(crate) fn get(&self, interval: Duration) -> Arc<Ticker> {
+        let mut tickers = lock(&self.0);
+        let mut found = None;
+        // Forget the tickers no stream holds any more and those whose runtime shut
+        // down (a layer used from a new runtime gets a new one).
+        tickers.retain(|(i, weak)| match weak.upgrade() {
+            Some(ticker) if ticker.is_alive() => {
+                if *i == interval {
+                    found = Some(ticker);
+                }
+                true
+            }
+            _ => false,
+        });
+        if let Some(ticker) = found {
+            return ticker;
+        }
+        let ticker = Ticker::start(interval);
+        tickers.push((interval, Arc::downgrade(&ticker)));
+        ticker
+    }
+}
+
+/// One interval's ticker: the tick count and the parked wakers of due streams.
 #[derive(Debug)]
 pub(crate) struct Ticker {
     /// Cleared when the ticking task is gone (its runtime shut down).
-    alive: std::sync::atomic::AtomicBool,
+    alive: AtomicBool,
     epoch: AtomicU64,
     /// Wakers by the tick (mod BUCKETS) at which they are due.
     buckets: Mutex<[Vec<Waker>; BUCKETS]>,
@@ -34,9 +69,9 @@ pub(crate) struct Ticker {
 impl Ticker {
     /// A ticker whose task ticks every `interval / 8` until the returned `Arc` (and its
     /// clones) are gone. Must be called within a tokio runtime.
-    pub(crate) fn start(interval: Duration) -> Arc<Self> {
+    fn start(interval: Duration) -> Arc<Self> {
         let ticker = Arc::new(Self {
-            alive: std::sync::atomic::AtomicBool::new(true),
+            alive: AtomicBool::new(true),
             epoch: AtomicU64::new(0),
             buckets: Mutex::new(Default::default()),
         });
@@ -72,12 +107,12 @@ impl Ticker {
     }
 
     /// Whether its task still ticks.
-    pub(crate) fn is_alive(&self) -> bool {
+    fn is_alive(&self) -> bool {
         self.alive.load(Ordering::Acquire)
     }
 
     fn lock(&self) -> MutexGuard<'_, [Vec<Waker>; BUCKETS]> {
-        self.buckets.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.buckets)
     }
 
     fn tick(&self) {
