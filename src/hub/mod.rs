@@ -62,6 +62,9 @@
 //! ```
 
 pub mod backplane;
+mod framing;
+mod history;
+mod reader;
 #[cfg(feature = "redis")]
 mod redis;
 mod subscription;
@@ -72,7 +75,7 @@ use std::{
     fmt,
     sync::{
         atomic::{AtomicU64, Ordering::Relaxed},
-        Arc, Mutex, MutexGuard, PoisonError,
+        Arc, Mutex, MutexGuard,
     },
     time::Duration,
 };
@@ -80,55 +83,13 @@ use std::{
 use bytes::BytesMut;
 
 pub use self::backplane::{Backplane, BoxFuture, Record};
+pub use self::history::History;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use self::redis::RedisBackplane;
 pub use self::subscription::{Resume, Subscription};
-use self::{backplane::Reader, topic::Topic};
-use crate::{Event, LastEventId};
-
-/// How much of each topic the hub keeps for replay: at most `events` events and
-/// `bytes` bytes, and, if set, none older than `age`. Default: 1024 events, 4 MiB,
-/// no age limit.
-///
-/// With a backplane these limits apply to each instance's local copy of a topic; the
-/// backplane keeps its own history for replay ([`Hub::redis`]: about `events` per
-/// topic).
-///
-/// ```
-/// use std::time::Duration;
-/// let history = tower_sse::hub::History::new(10_000, 16 << 20).max_age(Duration::from_secs(300));
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct History {
-    pub(crate) events: usize,
-    pub(crate) bytes: usize,
-    pub(crate) age: Option<Duration>,
-}
-
-impl History {
-    /// At most `events` events and `bytes` encoded bytes per topic (at least 1 each).
-    pub const fn new(events: usize, bytes: usize) -> Self {
-        Self {
-            events: if events == 0 { 1 } else { events },
-            bytes: if bytes == 0 { 1 } else { bytes },
-            age: None,
-        }
-    }
-
-    /// Drops events older than `age` too. A topic with no subscriber and no history
-    /// left is forgotten.
-    pub const fn max_age(mut self, age: Duration) -> Self {
-        self.age = Some(age);
-        self
-    }
-}
-
-impl Default for History {
-    fn default() -> Self {
-        Self::new(1024, 4 << 20)
-    }
-}
+use self::topic::Topic;
+use crate::{sync, Event, LastEventId};
 
 /// What a subscriber that fell behind the whole history gets; see the
 /// [module docs](self).
@@ -249,7 +210,7 @@ pub(crate) struct Inner {
 
 impl Inner {
     fn topics(&self) -> MutexGuard<'_, HashMap<Arc<str>, Arc<Topic>>> {
-        self.topics.lock().unwrap_or_else(PoisonError::into_inner)
+        sync::lock(&self.topics)
     }
 
     fn topic(&self, name: &str) -> Arc<Topic> {
@@ -295,8 +256,8 @@ impl Inner {
         topic.subscribers.fetch_add(1, Relaxed);
         if let Some(backplane) = &self.backplane {
             topic
-                .reader
-                .get_or_init(|| Reader::spawn(&topic, backplane.clone(), self.history));
+                .feed
+                .get_or_init(|| self::reader::spawn(&topic, backplane.clone(), self.history));
         }
         topic
     }
@@ -389,9 +350,8 @@ impl Hub {
     /// within `window` of the last wake wait for the end of the window and go out
     /// together. So a topic that publishes less often than once per `window` sees no
     /// added latency, and a busy one adds at most `window` to each event's latency
-    /// while its subscribers' wake-ups and socket writes drop to one per window
-    /// (measured in `BENCHMARKS.md`: 1,000 subscribers of a topic publishing every
-    /// millisecond).
+    /// while its subscribers' wake-ups and socket writes drop to one per window (see
+    /// the coalescing cases in `BENCHMARKS.md`).
     ///
     /// Applies to the topics created after the call: set it when building the hub. With
     /// a backplane it applies to the events its reader brings in. Windows longer than
@@ -428,7 +388,7 @@ impl Hub {
         let Some(backplane) = &self.inner.backplane else {
             return Ok(self.publish_local(topic, event));
         };
-        let bytes = backplane::encode_without_id(&event);
+        let bytes = self::framing::encode_without_id(&event);
         let id = backplane
             .publish(topic, bytes)
             .await

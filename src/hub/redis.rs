@@ -2,15 +2,20 @@
 
 use std::{
     fmt, io,
-    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    sync::{Arc, Mutex, MutexGuard},
     time::Duration,
 };
 
 use ::redis::{aio::MultiplexedConnection, AsyncConnectionConfig, Client, Cmd, Value};
 use bytes::Bytes;
 
-use super::{Backplane, BoxFuture, History, Hub, HubError, Lag, Record};
-use crate::BoxError;
+use super::{
+    backplane::{Backplane, BoxFuture, Record},
+    framing::number,
+    history::History,
+    Hub, HubError, Lag,
+};
+use crate::{sync, BoxError};
 
 /// Records one blocking read returns at most.
 const READ_COUNT: usize = 1000;
@@ -186,11 +191,11 @@ impl RedisBackplane {
     }
 
     fn shared(&self) -> MutexGuard<'_, Option<MultiplexedConnection>> {
-        self.shared.lock().unwrap_or_else(PoisonError::into_inner)
+        sync::lock(&self.shared)
     }
 
     fn idle(&self) -> MutexGuard<'_, Vec<MultiplexedConnection>> {
-        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+        sync::lock(&self.idle)
     }
 
     /// `cmd` on the shared connection (connecting if needed), within the timeout.
@@ -396,11 +401,6 @@ fn timed_out(after: Duration) -> BoxError {
 /// `<ms>-<seq>`, both decimal.
 fn stream_id(id: &str) -> Option<(u64, u64)> {
     let (ms, seq) = id.split_once('-')?;
-    let number = |s: &str| {
-        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| s.parse::<u64>().ok())
-            .flatten()
-    };
     Some((number(ms)?, number(seq)?))
 }
 

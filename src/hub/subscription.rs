@@ -12,7 +12,8 @@ use bytes::Bytes;
 use futures_core::Stream;
 
 use super::{
-    backplane::{self, Backplane},
+    backplane::Backplane,
+    framing,
     topic::{Read, Topic},
     Inner, Lag,
 };
@@ -97,8 +98,8 @@ impl Subscription {
         backplane: Arc<dyn Backplane>,
         last: Option<&LastEventId>,
     ) -> Self {
-        if let Some(reader) = self.topic.reader.get() {
-            reader.ready().await;
+        if let Some(feed) = self.topic.feed.get() {
+            feed.ready().await;
         }
         let mut sub = self.start(last);
         if let (Resume::Unknown, Some(last)) = (sub.resume, last) {
@@ -124,7 +125,7 @@ impl Subscription {
         let through: Arc<str> = records.last().map_or_else(|| last.into(), |r| r.id.clone());
         self.replayed = records
             .iter()
-            .filter_map(|record| backplane::frame(&self.topic.name, record))
+            .filter_map(|record| framing::frame(&self.topic.name, &record.id, &record.bytes))
             .collect();
         self.resume = Resume::Replay {
             missed: records.len() as u64,

@@ -1,19 +1,21 @@
-//! One topic: a bounded history of encoded events and the wakers of its subscribers.
+//! One topic: a bounded history of encoded events, the wakers of its subscribers and,
+//! with a backplane, the task filling the history.
 
 use std::{
     collections::VecDeque,
     sync::{
         atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed},
-        Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak,
+        Arc, Mutex, MutexGuard, OnceLock, Weak,
     },
     task::Waker,
     time::Duration,
 };
 
 use bytes::Bytes;
-use tokio::time::Instant;
+use tokio::{sync::watch, task::AbortHandle, time::Instant};
 
-use super::{backplane::Reader, History};
+use super::history::History;
+use crate::sync::{self, Slab};
 
 /// One published event, encoded once.
 #[derive(Debug, Clone)]
@@ -32,8 +34,8 @@ pub(crate) struct TopicState {
     bytes: usize,
     /// The `seq` the next entry gets.
     next_seq: u64,
-    wakers: Vec<Option<Waker>>,
-    free: Vec<usize>,
+    /// The subscribers' wakers, by key; `Some` while the subscriber is parked.
+    wakers: Slab<Option<Waker>>,
     /// When the parked subscribers were last woken (with a coalescing window).
     last_wake: Option<Instant>,
     /// When the wake scheduled for the end of the current window is due.
@@ -120,20 +122,11 @@ impl TopicState {
     }
 
     pub(crate) fn register(&mut self) -> usize {
-        match self.free.pop() {
-            Some(key) => key,
-            None => {
-                self.wakers.push(None);
-                self.wakers.len() - 1
-            }
-        }
+        self.wakers.insert(None)
     }
 
     pub(crate) fn unregister(&mut self, key: usize) {
-        if let Some(slot) = self.wakers.get_mut(key) {
-            *slot = None;
-            self.free.push(key);
-        }
+        self.wakers.remove(key);
     }
 
     fn take_wakers(&mut self) -> Vec<Waker> {
@@ -161,7 +154,7 @@ pub(crate) struct Topic {
     /// Wake the subscribers at most once per this window (zero: on every append).
     coalesce: Duration,
     /// With a backplane: the task filling the history from it (stopped with the topic).
-    pub(crate) reader: OnceLock<Reader>,
+    pub(crate) feed: OnceLock<Feed>,
 }
 
 impl Topic {
@@ -173,12 +166,12 @@ impl Topic {
             subscribers: AtomicUsize::new(0),
             published: AtomicU64::new(0),
             lagged: AtomicU64::new(0),
-            reader: OnceLock::new(),
+            feed: OnceLock::new(),
         }
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, TopicState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        sync::lock(&self.state)
     }
 
     /// Appends an encoded event and wakes the parked subscribers (now, or at the end of
@@ -248,6 +241,36 @@ impl Topic {
         let mut state = self.lock();
         state.prune(limits, Instant::now());
         state.is_empty()
+    }
+}
+
+/// A task filling a topic's history from elsewhere (with a backplane: its reader);
+/// aborted when dropped (with the topic).
+#[derive(Debug)]
+pub(crate) struct Feed {
+    task: AbortHandle,
+    /// `true` once the task knows where it starts (or failed to find out).
+    ready: watch::Receiver<bool>,
+}
+
+impl Feed {
+    /// The task `task`, which sends `true` to `ready` once it knows where it starts.
+    pub(crate) fn new(task: AbortHandle, ready: watch::Receiver<bool>) -> Self {
+        Self { task, ready }
+    }
+
+    /// Resolves once the task knows where it starts (or failed to find out), so that
+    /// whatever is published from now on reaches the local history.
+    pub(crate) async fn ready(&self) {
+        let mut ready = self.ready.clone();
+        // An error means the task is gone: nothing to wait for.
+        let _ = ready.wait_for(|ready| *ready).await;
+    }
+}
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 
