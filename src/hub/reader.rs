@@ -139,6 +139,8 @@ mod tests {
         /// `read` returns at most this many records in total (None: all).
         deliver_up_to: Mutex<Option<usize>>,
         fail: std::sync::atomic::AtomicBool,
+        /// `read` calls so far.
+        reads: std::sync::atomic::AtomicUsize,
     }
 
     impl Memory {
@@ -194,6 +196,8 @@ mod tests {
             after: &'a str,
         ) -> BoxFuture<'a, Result<Vec<Record>, BoxError>> {
             Box::pin(async move {
+                self.reads
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let added = self.added.notified();
                 self.failing()?;
                 let limit = *self.deliver_up_to.lock().unwrap();
@@ -279,6 +283,25 @@ mod tests {
         // The reader stops with the last subscriber; the topic is forgotten.
         drop(on_b);
         assert!(b.topic_stats("t").is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_reader_stops_when_its_topic_is_dropped() {
+        let backplane = Shared::default();
+        let hub = Hub::with_backplane(backplane.clone(), History::default(), Lag::End);
+        let reads = || backplane.0.reads.load(std::sync::atomic::Ordering::Relaxed);
+        let first = hub.subscribe("t", None).await;
+        let second = hub.subscribe("t", None).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        drop(first);
+        let before = reads();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(reads() > before, "reading while the topic has a subscriber");
+        drop(second);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let after = reads();
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(reads(), after, "no read once the topic is gone");
     }
 
     #[tokio::test]
