@@ -257,7 +257,7 @@ impl Inner {
         if let Some(backplane) = &self.backplane {
             topic
                 .feed
-                .get_or_init(|| self::reader::spawn(&topic, backplane.clone(), self.history));
+                .get_or_init(|| reader::spawn(&topic, backplane.clone(), self.history));
         }
         topic
     }
@@ -388,7 +388,7 @@ impl Hub {
         let Some(backplane) = &self.inner.backplane else {
             return Ok(self.publish_local(topic, event));
         };
-        let bytes = self::framing::encode_without_id(&event);
+        let bytes = framing::encode_without_id(&event);
         let id = backplane
             .publish(topic, bytes)
             .await
