@@ -31,7 +31,6 @@ impl<T> Default for Slab<T> {
     }
 }
 
-#[allow(dead_code)] // TEMP until the hub uses it
 impl<T> Slab<T> {
     /// Stores `value`; returns its key.
     pub(crate) fn insert(&mut self, value: T) -> usize {
