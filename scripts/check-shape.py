@@ -56,20 +56,25 @@ def strip(text):
     return "".join(out)
 
 
+def closing_brace(code, start):
+    """The index of the `}` that closes the `{` at `start`."""
+    depth, j = 0, start
+    while j < len(code):
+        if code[j] == "{":
+            depth += 1
+        elif code[j] == "}":
+            depth -= 1
+            if depth == 0:
+                break
+        j += 1
+    return j
+
+
 def drop_test_modules(code):
     """Blanks `#[cfg(test)] mod x { ... }` bodies (keeping newlines)."""
     res = code
     for m in list(re.finditer(r"#\[cfg\(test\)\]\s*mod\s+\w+\s*\{", code)):
-        start = m.end() - 1
-        depth, j = 0, start
-        while j < len(code):
-            if code[j] == "{":
-                depth += 1
-            elif code[j] == "}":
-                depth -= 1
-                if depth == 0:
-                    break
-            j += 1
+        j = closing_brace(code, m.end() - 1)
         blank = "".join(ch if ch == "\n" else " " for ch in code[m.start():j + 1])
         res = res[:m.start()] + blank + res[j + 1:]
     return res
@@ -79,16 +84,7 @@ def inline_modules(code):
     """(start, end, name) of every inline `mod name { ... }` block."""
     blocks = []
     for m in re.finditer(r"\bmod\s+(\w+)\s*\{", code):
-        depth, j = 0, m.end() - 1
-        while j < len(code):
-            if code[j] == "{":
-                depth += 1
-            elif code[j] == "}":
-                depth -= 1
-                if depth == 0:
-                    break
-            j += 1
-        blocks.append((m.start(), j, m.group(1)))
+        blocks.append((m.start(), closing_brace(code, m.end() - 1), m.group(1)))
     return blocks
 
 
