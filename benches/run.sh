@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Load-generator benchmarks: tower-sse's demo server against axum 0.8's Sse (and a
 # hand-written "floor" body on the same axum server), measured from outside by
-# examples/loadgen.rs over real loopback TCP connections.
+# the load generator (loadgen/, binary sse-loadgen) over real loopback TCP connections.
 #
 #   benches/run.sh                 # the full run (RUNS rounds of every scenario)
 #   QUICK=1 benches/run.sh         # every scenario once, briefly: a smoke test
@@ -39,7 +39,8 @@
 #                    HEARTBEAT=timer: Heartbeat::per_stream_timer) tower-sse-nocoalesce
 #                    (the demo with FANOUT_COALESCE_MS=0)
 #   SERVER_CPU=0 LOADGEN_CPU=1 NOFILE=20000
-#   NO_BUILD=1       use the binaries already in target/release/examples
+#   NO_BUILD=1       use the binaries already built (target/release/examples/{demo,axum_ref},
+#                    target/release/sse-loadgen; $CARGO_TARGET_DIR instead of target/ if set)
 #   NO_PLOT=1        skip benches/plot.py
 set -euo pipefail
 
@@ -121,16 +122,21 @@ dirty=$(git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && e
 started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 
 # --- build ---------------------------------------------------------------------
+# The servers are examples of the crate; the load generator is the workspace member
+# loadgen/ (package tower-sse-loadgen), built on its own as `cargo install` would.
 if [[ ${NO_BUILD:-0} != 1 ]]; then
-  echo "== cargo build --release --example demo --example axum_ref --example loadgen" >&2
-  cargo build --release --example demo --example axum_ref --example loadgen >&2
+  echo "== cargo build --release --example demo --example axum_ref" >&2
+  cargo build --release --example demo --example axum_ref >&2
+  echo "== cargo build --release -p tower-sse-loadgen" >&2
+  cargo build --release -p tower-sse-loadgen >&2
 fi
+target=${CARGO_TARGET_DIR:-$root/target}
 # A private copy: other cargo builds in this target directory may replace the
 # binaries while the rounds run.
 bin=$out/bin
 mkdir -p "$bin"
-for b in demo axum_ref loadgen; do
-  src=$root/target/release/examples/$b
+for src in "$target/release/examples/demo" "$target/release/examples/axum_ref" "$target/release/sse-loadgen"; do
+  b=${src##*/}
   [[ -x $src ]] || { echo "missing $src (build it, or unset NO_BUILD)" >&2; exit 1; }
   cp "$src" "$bin/$b.new" && mv -f "$bin/$b.new" "$bin/$b"
 done
@@ -228,7 +234,7 @@ measure() { # measure ROUND CASE SERVER
   [[ $scenario == idle ]] && args+=(--hb-ms "${hb_ms:-$HB_MS}")
   [[ -n $fanout_ms ]] && args+=(--fanout-ms "$fanout_ms")
   local line rc=0 t0=$SECONDS
-  line=$(pinned "$LOADGEN_CPU" "$bin/loadgen" "${args[@]}" 2>"$log.loadgen.txt") || rc=$?
+  line=$(pinned "$LOADGEN_CPU" "$bin/sse-loadgen" "${args[@]}" 2>"$log.loadgen.txt") || rc=$?
   if [[ $rc == 0 && $line == "{"* ]]; then
     echo "$line" >>"$results"
     python3 - "$line" "$((SECONDS - t0))" <<'PY' >&2

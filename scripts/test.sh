@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs what the tests need, then runs
-# every test (unit, integration, doc tests, examples build). Used by README.md and .ci/run.
+# every test of the workspace (unit, integration, doc tests, examples build). Used by
+# README.md and .ci/run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -52,13 +53,13 @@ fi
 
 # --- build, then test --------------------------------------------------------------
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
-log "building tests and examples"
-cargo build --all-features --all-targets --quiet
+log "building tests and examples (and the load generator, loadgen/)"
+cargo build --workspace --all-features --all-targets --quiet
 cargo build --all-features --examples --quiet
 
 status=0
 log "running tests"
-cargo test --all-features --no-fail-fast -- --test-threads=4 || status=1
+cargo test --workspace --all-features --no-fail-fast -- --test-threads=4 || status=1
 
 # Real third-party clients against the demo server (examples/demo.rs, built above by
 # `cargo build --examples`); each suite starts it on a free port and fails without it.

@@ -2,12 +2,17 @@
 //! each frame as one chunk), within the frame and buffer caps.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+mod support;
 
 use std::convert::Infallible;
 
 use bytes::Bytes;
-use common::{blocks, next_frame, serve_sse, sse_body, Chunk, RawClient};
+use support::{
+    body::{next_frame, sse_body},
+    client::{Chunk, RawClient},
+    server::serve_sse,
+    wire::{blocks, concat},
+};
 use tower_sse::{BufferLimits, Event, Overflow, SseLayer, SseResponse};
 
 /// `count` events with ids, each exactly `data: NNNNN…\n\n` padded to 100 bytes.
@@ -31,7 +36,7 @@ fn expected_text(count: usize) -> String {
 async fn frames_of(layer: SseLayer, count: usize) -> Vec<Bytes> {
     let mut body = sse_body(layer, ready(count)).await;
     let mut frames = Vec::new();
-    while let Some(frame) = common::within("a frame", next_frame(&mut body)).await {
+    while let Some(frame) = support::within("a frame", next_frame(&mut body)).await {
         frames.push(frame);
     }
     frames
@@ -140,7 +145,7 @@ async fn ready_events_arrive_in_fewer_chunks_than_events_on_the_wire() {
         "{} chunks for 500 events",
         chunks.len()
     );
-    let all = common::concat(&chunks);
+    let all = concat(&chunks);
     assert_eq!(String::from_utf8(all).unwrap(), expected_text(500));
 }
 
@@ -162,7 +167,7 @@ async fn frames_never_exceed_max_frame_bytes_when_events_do_not_divide_it() {
             futures_util::stream::iter(events.clone().into_iter().map(Ok::<_, Infallible>));
         let mut body = sse_body(layer.clone(), source).await;
         let mut sizes = Vec::new();
-        while let Some(frame) = common::within("a frame", next_frame(&mut body)).await {
+        while let Some(frame) = support::within("a frame", next_frame(&mut body)).await {
             sizes.push(frame.len());
         }
         assert!(

@@ -1,7 +1,7 @@
 //! The event source is dropped as soon as the client goes away.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+mod support;
 
 use std::{
     convert::Infallible,
@@ -14,8 +14,13 @@ use std::{
     time::Duration,
 };
 
-use common::{http_client, serve_sse, within, Chunk, DropFlag, Guarded, RawClient, TestServer};
 use futures_util::StreamExt;
+use support::{
+    client::{http_client, Chunk, RawClient},
+    server::{serve_sse, TestServer},
+    sources::{DropFlag, Guarded},
+    within,
+};
 use tower_sse::{Event, Overflow, SseLayer, SseResponse, SseStats};
 
 /// An endless source: one event every 10 ms.
@@ -59,7 +64,7 @@ async fn raw_client_leaves(layer: SseLayer, read_an_event: bool) {
     if read_an_event {
         assert!(matches!(client.read_chunk().await, Chunk::Data(_)));
     }
-    common::wait_until("the stream to open", || stats.open_streams() == 1).await;
+    support::wait_until("the stream to open", || stats.open_streams() == 1).await;
     assert!(
         !flag.is_set(),
         "the source was dropped while the client was there"
@@ -67,7 +72,7 @@ async fn raw_client_leaves(layer: SseLayer, read_an_event: bool) {
 
     drop(client);
     within("the source to be dropped", flag.dropped()).await;
-    common::wait_until("the stream to close", || stats.open_streams() == 0).await;
+    support::wait_until("the stream to close", || stats.open_streams() == 0).await;
 }
 
 #[tokio::test]
@@ -107,7 +112,7 @@ async fn source_is_dropped_when_a_reqwest_client_drops_the_response() {
     assert!(!flag.is_set());
     drop(body);
     within("the source to be dropped", flag.dropped()).await;
-    common::wait_until("the stream to close", || stats.open_streams() == 0).await;
+    support::wait_until("the stream to close", || stats.open_streams() == 0).await;
 }
 
 /// Always ready, never `Pending` (like `futures::stream::repeat`, or an iterator

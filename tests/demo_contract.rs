@@ -7,6 +7,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::{
     convert::Infallible,
     time::{Duration, SystemTime, UNIX_EPOCH},
@@ -16,6 +18,7 @@ use bytes::Bytes;
 use eventsource_stream::{Event as SseEvent, Eventsource as _};
 use futures_util::StreamExt as _;
 use reqwest::{header, Client, Response, StatusCode, Version};
+use support::demo::Demo;
 
 /// Patience for anything that should happen promptly.
 const WAIT: Duration = Duration::from_secs(10);
@@ -25,10 +28,6 @@ const EXIT_WITHIN: Duration = Duration::from_secs(5);
 // ---------------------------------------------------------------------------------
 // Harness
 // ---------------------------------------------------------------------------------
-
-#[path = "support/demo.rs"]
-mod demo;
-use demo::Demo;
 
 fn http1() -> Client {
     Client::builder()

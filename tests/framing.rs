@@ -1,13 +1,18 @@
 //! The exact bytes on the wire, and what a third-party SSE parser reads back.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+mod support;
 
 use std::{convert::Infallible, time::Duration};
 
-use common::{assert_framing, concat, http_client, serve_sse, within, Chunk, RawClient};
 use eventsource_stream::Eventsource;
 use futures_util::TryStreamExt;
+use support::{
+    client::{http_client, Chunk, RawClient},
+    server::{serve_sse, TestServer},
+    wire::{assert_framing, concat},
+    within,
+};
 use tower_sse::{EncodedEvent, Event, Message, SseLayer, SseResponse};
 
 fn sample_events() -> Vec<Event> {
@@ -43,7 +48,7 @@ fn sample_layer() -> SseLayer {
     SseLayer::new().no_heartbeat()
 }
 
-async fn sample_server() -> common::TestServer {
+async fn sample_server() -> TestServer {
     serve_sse(sample_layer(), |_req| async {
         SseResponse::new(tokio_stream::iter(
             sample_events().into_iter().map(Ok::<_, Infallible>),

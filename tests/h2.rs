@@ -4,17 +4,23 @@
 //! source.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+mod support;
 
 use std::{collections::BTreeMap, convert::Infallible, time::Duration};
 
 use bytes::Bytes;
-use common::{field, is_comment, serve_sse, wait_until, within, DropFlag, Guarded};
 use futures_util::StreamExt;
 use http::{header, Request, StatusCode, Version};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use support::{
+    server::serve_sse,
+    sources::{DropFlag, Guarded},
+    wait_until,
+    wire::{field, is_comment},
+    within,
+};
 use tokio::{net::TcpStream, sync::mpsc};
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tower_sse::{Event, SseLayer, SseResponse};

@@ -1,13 +1,18 @@
 //! Response headers of SSE responses, and responses that are not SSE.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+mod support;
 
 use std::convert::Infallible;
 
-use common::{http_client, serve_sse, then_pending, within, RawClient};
 use futures_util::StreamExt;
 use http::{header, Response, StatusCode};
+use support::{
+    client::{h2_client, http_client, RawClient},
+    server::serve_sse,
+    sources::then_pending,
+    within,
+};
 use tower_sse::{Event, SseLayer, SseResponse};
 
 type Source = std::pin::Pin<Box<dyn futures_core::Stream<Item = Result<Event, Infallible>> + Send>>;
@@ -151,12 +156,9 @@ async fn sse_over_http2_has_the_same_headers_and_events() {
     })
     .await;
 
-    let res = within(
-        "h2 response",
-        common::h2_client().get(server.url("/")).send(),
-    )
-    .await
-    .unwrap();
+    let res = within("h2 response", h2_client().get(server.url("/")).send())
+        .await
+        .unwrap();
     assert_eq!(res.version(), http::Version::HTTP_2);
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()[header::CONTENT_TYPE], "text/event-stream");

@@ -2,16 +2,20 @@
 //! in process on tokio's paused clock (exact virtual times).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+mod support;
 
 use std::{convert::Infallible, sync::Arc, time::Duration};
 
-use common::{
-    blocks, concat, http_client, is_comment, next_frame, serve_sse, sse_body, within, Chunk,
-    RawClient,
-};
 use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
+use support::{
+    body::{next_frame, sse_body, sse_body_of},
+    client::{http_client, Chunk, RawClient},
+    server::serve_sse,
+    sources::then_pending,
+    wire::{blocks, concat, is_comment},
+    within,
+};
 use tokio::{sync::Notify, time::Instant};
 use tower_sse::{Event, Heartbeat, Overflow, SseLayer, SseResponse};
 
@@ -232,11 +236,7 @@ async fn idle_stream_sends_one_heartbeat_per_interval() {
     let layer =
         SseLayer::new().heartbeat(Heartbeat::new(Heartbeat::DEFAULT_INTERVAL).per_stream_timer());
     let stats = layer.stats();
-    let mut body = sse_body(
-        layer,
-        common::then_pending(Vec::<Result<Event, Infallible>>::new()),
-    )
-    .await;
+    let mut body = sse_body(layer, then_pending(Vec::<Result<Event, Infallible>>::new())).await;
     let start = Instant::now();
     for n in 1..=4u32 {
         let frame = tokio::time::timeout(Duration::from_secs(60), next_frame(&mut body))
@@ -318,7 +318,7 @@ async fn no_heartbeat_sends_nothing_for_an_hour() {
     let stats = layer.stats();
     let mut body = sse_body(
         layer,
-        common::then_pending(vec![Ok::<_, Infallible>(Event::new().data("only"))]),
+        then_pending(vec![Ok::<_, Infallible>(Event::new().data("only"))]),
     )
     .await;
     assert_eq!(&next_frame(&mut body).await.unwrap()[..], b"data: only\n\n");
@@ -330,13 +330,13 @@ async fn no_heartbeat_sends_nothing_for_an_hour() {
 #[tokio::test(start_paused = true)]
 async fn a_response_can_set_its_own_heartbeat() {
     let layer = SseLayer::new().no_heartbeat();
-    let response = SseResponse::new(common::then_pending(Vec::<Result<Event, Infallible>>::new()))
+    let response = SseResponse::new(then_pending(Vec::<Result<Event, Infallible>>::new()))
         .heartbeat(
             Heartbeat::new(Duration::from_millis(50))
                 .comment("mine")
                 .per_stream_timer(),
         );
-    let mut body = common::sse_body_of(layer, response).await;
+    let mut body = sse_body_of(layer, response).await;
     let start = Instant::now();
     let frame = tokio::time::timeout(Duration::from_secs(1), next_frame(&mut body))
         .await
@@ -350,9 +350,9 @@ async fn a_response_can_set_its_own_heartbeat() {
 async fn a_response_can_turn_the_layers_heartbeat_off() {
     let layer = SseLayer::new().heartbeat(Duration::from_millis(10));
     let stats = layer.stats();
-    let response = SseResponse::new(common::then_pending(Vec::<Result<Event, Infallible>>::new()))
-        .no_heartbeat();
-    let mut body = common::sse_body_of(layer, response).await;
+    let response =
+        SseResponse::new(then_pending(Vec::<Result<Event, Infallible>>::new())).no_heartbeat();
+    let mut body = sse_body_of(layer, response).await;
     let next = tokio::time::timeout(Duration::from_secs(3600), next_frame(&mut body)).await;
     assert!(next.is_err(), "a frame arrived: {next:?}");
     assert_eq!(stats.heartbeats_sent(), 0);

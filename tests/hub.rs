@@ -7,7 +7,7 @@
 //! are the order of publication.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+mod support;
 
 use std::{
     convert::Infallible,
@@ -16,15 +16,18 @@ use std::{
     time::Duration,
 };
 
-use common::{
-    blocks, field, http_client, serve_sse_with, wait_until, within, Chunk, RawClient,
-    ServerOptions, TestServer,
-};
 use eventsource_stream::{Event as SseEvent, EventStreamError, Eventsource as _};
 use futures_core::Stream;
 use futures_util::{stream, StreamExt as _};
 use http::Request;
 use hyper::body::Incoming;
+use support::{
+    client::{http_client, Chunk, RawClient},
+    server::{serve_sse_with, ServerOptions, TestServer},
+    wait_until,
+    wire::{blocks, concat, field},
+    within,
+};
 use tower_sse::{
     hub::{History, Hub, Lag, Resume, Subscription, TopicStats},
     BufferLimits, Event, LastEventId, Message, Overflow, SseLayer, SseResponse,
@@ -685,7 +688,7 @@ async fn a_frozen_http_subscriber_blocks_neither_the_publisher_nor_the_others() 
     // Now it reads: what was in flight, from id 0 on without a hole, then the end.
     let (chunks, end) = within("the frozen client's response", frozen.read_to_end()).await;
     assert_eq!(end, Chunk::End);
-    let text = String::from_utf8(common::concat(&chunks)).unwrap();
+    let text = String::from_utf8(concat(&chunks)).unwrap();
     let ids: Vec<u64> = blocks(&text)
         .iter()
         .map(|block| field(block, "id").unwrap().parse().unwrap())

@@ -1,13 +1,18 @@
 //! The `Last-Event-ID` request header reaches the handler, and clients can resume.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+mod support;
 
 use std::convert::Infallible;
 
-use common::{concat, http_client, serve_sse, within, Chunk, RawClient, TestServer};
 use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
+use support::{
+    client::{http_client, Chunk, RawClient},
+    server::{serve_sse, TestServer},
+    wire::concat,
+    within,
+};
 use tower_sse::{Event, LastEventId, SseLayer, SseResponse, LAST_EVENT_ID};
 
 /// One event whose data tells what the handler saw: `none`, or `got <id>`.

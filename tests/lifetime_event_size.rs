@@ -6,7 +6,7 @@
 //! machine's load), over a real hyper server where the bytes on the wire matter.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+mod support;
 
 use std::{
     collections::HashMap,
@@ -15,20 +15,22 @@ use std::{
     time::Duration,
 };
 
-use common::{
-    concat, http_client, next_frame, parse_all, serve_sse, sse_body, then_pending, wait_until,
-    within, Chunk, DropFlag, Guarded, RawClient, TestServer,
-};
 use eventsource_stream::Eventsource;
 use futures_core::Stream;
 use futures_util::StreamExt;
+use support::{
+    body::{next_frame, sse_body},
+    client::{http_client, Chunk, RawClient},
+    server::{serve_sse, TestServer},
+    sources::{then_pending, DropFlag, Guarded},
+    span_capture::Capture,
+    wait_until,
+    wire::{blocks, concat, parse_all},
+    within,
+};
 use tokio::time::Instant;
 use tower_sse::{Encode, EncodedEvent, Event, Message, Overflow, SseLayer, SseResponse, SseStats};
 use tracing_subscriber::prelude::*;
-
-#[path = "support/span_capture.rs"]
-mod span_capture;
-use span_capture::Capture;
 
 // ---------------------------------------------------------------------------------
 // max_lifetime
@@ -286,7 +288,7 @@ async fn lifetime_ends_a_busy_stream(overflow: Overflow) {
     // Not before 0.9 s: at least 18 frames 50 ms apart.
     assert!(frames >= 18, "{frames} frames");
     assert_eq!(stats.streams_expired(), 1);
-    let blocks = common::blocks(&text);
+    let blocks = blocks(&text);
     assert!(blocks.len() >= frames, "{blocks:?}");
     if overflow == Overflow::Wait {
         // Backpressure: every tick, in order, each whole.
@@ -504,7 +506,7 @@ async fn an_endless_run_of_too_large_events_does_not_hold_the_thread() {
         let polled = body.as_mut().poll_frame(&mut cx).is_pending();
         let _ = tx.send(polled);
     });
-    let pending = rx.recv_timeout(common::STEP).expect("poll_frame returned");
+    let pending = rx.recv_timeout(support::STEP).expect("poll_frame returned");
     assert!(pending);
     assert!(stats.events_too_large() > 0);
 }

@@ -3,7 +3,7 @@
 //! its response until a stream ends; responses passed through never count.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+mod support;
 
 use std::{
     convert::Infallible,
@@ -17,13 +17,18 @@ use std::{
 };
 
 use bytes::Bytes;
-use common::{http_client, serve_sse, then_pending, within, DropFlag, DropGuard, TestServer};
 use eventsource_stream::Eventsource;
 use futures_core::Stream;
 use futures_util::StreamExt;
 use http::{header, Response, StatusCode};
 use http_body::Frame;
 use http_body_util::{Full, StreamBody};
+use support::{
+    client::http_client,
+    server::{serve_sse, TestServer},
+    sources::{then_pending, DropFlag, DropGuard},
+    within,
+};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tower_sse::{Event, SseLayer, SseResponse, SseStats, StreamLimit};

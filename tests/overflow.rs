@@ -4,16 +4,23 @@
 //! write buffer are made small too, so every byte in flight is accounted for.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+mod support;
 
 use std::{
     sync::atomic::{AtomicU64, Ordering},
     time::Duration,
 };
 
-use common::{
-    blocks, client_that_stops_reading, field, kib_event, serve_counted, within, Chunk,
-    CountedServer, RawClient, TestServer, SMALL_HYPER_BUFFER, SMALL_SOCKET_BUFFER,
+use support::{
+    backpressure::{
+        client_that_stops_reading, serve_counted, CountedServer, SMALL_HYPER_BUFFER,
+        SMALL_SOCKET_BUFFER,
+    },
+    client::{Chunk, RawClient},
+    server::{serve_sse, TestServer},
+    sources::kib_event,
+    wire::{blocks, concat, field},
+    within,
 };
 use tower_sse::{BufferLimits, Event, Overflow, SseLayer, SseResponse};
 
@@ -245,7 +252,7 @@ async fn drop_newest_keeps_the_oldest_and_marks_the_gap_with_the_dropped_count()
 async fn disconnect_ends_the_connection_of_a_slow_client() {
     let setup = setup(layer(Overflow::Disconnect), TOTAL).await;
     let mut client = slow_client(&setup.server).await;
-    common::wait_until("an overflow disconnect", || {
+    support::wait_until("an overflow disconnect", || {
         setup.stats.overflow_disconnects() == 1
     })
     .await;
@@ -263,7 +270,7 @@ async fn disconnect_ends_the_connection_of_a_slow_client() {
     assert!(n < produced);
     assert_eq!(setup.stats.events_dropped(), 0);
     assert_eq!(setup.stats.overflow_disconnects(), 1);
-    common::wait_until("the stream to close", || setup.stats.open_streams() == 0).await;
+    support::wait_until("the stream to close", || setup.stats.open_streams() == 0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -274,7 +281,7 @@ async fn stall_timeout_disconnects_a_client_that_stops_reading() {
         .stall_timeout(Duration::from_millis(200));
     let setup = setup(layer, TOTAL).await;
     let mut client = slow_client(&setup.server).await;
-    common::wait_until("a stall disconnect", || {
+    support::wait_until("a stall disconnect", || {
         setup.stats.stall_disconnects() == 1
     })
     .await;
@@ -288,7 +295,7 @@ async fn stall_timeout_disconnects_a_client_that_stops_reading() {
     assert!(received.ids.windows(2).all(|w| w[0] < w[1]));
     assert_eq!(setup.stats.stall_disconnects(), 1);
     assert_eq!(setup.stats.overflow_disconnects(), 0);
-    common::wait_until("the stream to close", || setup.stats.open_streams() == 0).await;
+    support::wait_until("the stream to close", || setup.stats.open_streams() == 0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -297,7 +304,7 @@ async fn stall_timeout_spares_a_client_that_keeps_reading() {
         .no_heartbeat()
         .stall_timeout(Duration::from_millis(400));
     let stats = layer.stats();
-    let server = common::serve_sse(layer, |_req| async {
+    let server = serve_sse(layer, |_req| async {
         use futures_util::StreamExt;
         let ticks = tokio_stream::wrappers::IntervalStream::new(tokio::time::interval(
             Duration::from_millis(5),
@@ -356,7 +363,7 @@ async fn stall_timeout_disconnects_a_stalled_client_after_its_source_ended() {
     let setup = setup(layer, 200).await;
     let mut client = slow_client(&setup.server).await;
     within("the source to end", setup.source_dropped.dropped()).await;
-    common::wait_until("a stall disconnect", || {
+    support::wait_until("a stall disconnect", || {
         setup.stats.stall_disconnects() == 1
     })
     .await;
@@ -365,7 +372,7 @@ async fn stall_timeout_disconnects_a_stalled_client_after_its_source_ended() {
     let (received, end) = read_all(&mut client, &setup, in_flight_bound(1000)).await;
     assert_eq!(end, Chunk::Closed, "the connection is cut, no clean end");
     assert!(received.ids.len() < 200);
-    common::wait_until("the stream to close", || setup.stats.open_streams() == 0).await;
+    support::wait_until("the stream to close", || setup.stats.open_streams() == 0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -396,7 +403,7 @@ async fn shutdown_delivers_the_buffered_events_before_the_last_event() {
     assert_eq!(client.read_head().await.status, 200);
     let (chunks, end) = client.read_to_end().await;
     assert_eq!(end, Chunk::End);
-    let body = common::concat(&chunks);
+    let body = concat(&chunks);
     let events = body
         .strip_suffix(b"retry: 1000\n\n")
         .expect("the retry event comes last");

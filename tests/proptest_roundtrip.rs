@@ -23,7 +23,7 @@
 //! is always seen.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+mod support;
 
 use std::{convert::Infallible, time::Duration};
 
@@ -31,6 +31,7 @@ use bytes::Bytes;
 use eventsource_stream::Eventsource;
 use futures_util::TryStreamExt;
 use proptest::{prelude::*, sample::Index};
+use support::body::{next_frame, sse_body};
 use tower_sse::{Event, EventErrorKind, SseLayer};
 
 /// Text rich in what matters to SSE framing: line breaks of every kind, NUL, colons,
@@ -133,9 +134,9 @@ fn normalised(data: &str) -> String {
 /// The bytes the layer writes for `events`, in process.
 async fn layer_bytes(events: Vec<Event>) -> Vec<u8> {
     let source = futures_util::stream::iter(events.into_iter().map(Ok::<_, Infallible>));
-    let mut body = common::sse_body(SseLayer::new(), source).await;
+    let mut body = sse_body(SseLayer::new(), source).await;
     let mut bytes = Vec::new();
-    while let Some(frame) = common::next_frame(&mut body).await {
+    while let Some(frame) = next_frame(&mut body).await {
         bytes.extend_from_slice(&frame);
     }
     bytes

@@ -5,7 +5,7 @@
 //! server-side buffers makes a stream's queue fill up and stay full.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+mod support;
 
 use std::{
     collections::HashMap,
@@ -16,17 +16,20 @@ use std::{
     time::Duration,
 };
 
-use common::{
-    blocks, client_that_stops_reading, field, kib_payload, serve_counted, wait_until, within,
-    Chunk, CountedServer, Counting, RawClient, TestServer,
+use support::{
+    backpressure::{client_that_stops_reading, serve_counted, CountedServer},
+    body::sse_body,
+    client::{Chunk, RawClient},
+    server::TestServer,
+    sources::{kib_payload, Counting},
+    span_capture::Capture,
+    wait_until,
+    wire::{blocks, concat, field},
+    within,
 };
 use tokio::task::JoinHandle;
 use tower_sse::{BufferLimits, Event, Overflow, SseLayer, SseStats};
 use tracing_subscriber::prelude::*;
-
-#[path = "support/span_capture.rs"]
-mod span_capture;
-use span_capture::Capture;
 
 /// The per-connection buffer: 16 events (the byte cap is far away).
 const QUEUE: u64 = 16;
@@ -310,7 +313,7 @@ async fn shutdown_delivers_the_queue_and_leaves_the_gauges_at_zero() {
     assert_eq!(client.read_head().await.status, 200);
     let (chunks, end) = client.read_to_end().await;
     assert_eq!(end, Chunk::End);
-    assert!(common::concat(&chunks).ends_with(b"retry: 1000\n\n"));
+    assert!(concat(&chunks).ends_with(b"retry: 1000\n\n"));
     within("wait_closed", handle.wait_closed()).await;
     within("the source to be dropped", setup.source_dropped.dropped()).await;
     wait_for_gauges("the queue to be delivered", stats, (0, 0)).await;
@@ -353,7 +356,7 @@ async fn the_gauges_drop_with_the_body_not_later() {
     let layer = layer(Overflow::DropOldest);
     let stats = layer.stats();
     let produced = Arc::new(AtomicU64::new(0));
-    let body = common::sse_body(layer, Counting::new(ENDLESS, produced, event)).await;
+    let body = sse_body(layer, Counting::new(ENDLESS, produced, event)).await;
     within("the queue to fill", async {
         while gauges(&stats) != queued(QUEUE) {
             tokio::task::yield_now().await;

@@ -11,7 +11,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+mod support;
 
 use std::{
     collections::VecDeque,
@@ -26,15 +26,16 @@ use tower_sse::{
     Event, LastEventId, Message, SseLayer, SseResponse,
 };
 
-use common::{http_client, serve_sse, within, TestServer, STEP};
+use support::{
+    client::http_client,
+    redis_server::Redis,
+    server::{serve_sse, TestServer},
+    within, STEP,
+};
 
 // ---------------------------------------------------------------------------------
 // A redis-server of the test's own
 // ---------------------------------------------------------------------------------
-
-#[path = "support/redis_server.rs"]
-mod redis_server;
-use redis_server::Redis;
 
 impl Redis {
     /// A plain connection for looking into Redis.

@@ -9,24 +9,20 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::time::Duration;
 
 use eventsource_stream::Eventsource as _;
 use futures_util::StreamExt as _;
+use support::{demo::Demo, redis_server::Redis};
 
 /// Patience for anything that should happen promptly.
 const WAIT: Duration = Duration::from_secs(10);
 
-#[path = "support/redis_server.rs"]
-mod redis_server;
-use redis_server::Redis;
-
-#[path = "support/demo.rs"]
-mod demo;
-
 /// The demo on Redis `url`, with quiet ticks: only what the test publishes matters.
-async fn demo_on(url: &str) -> demo::Demo {
-    demo::Demo::start_with(&[("REDIS_URL", url), ("FANOUT_MS", "86400000")]).await
+async fn demo_on(url: &str) -> Demo {
+    Demo::start_with(&[("REDIS_URL", url), ("FANOUT_MS", "86400000")]).await
 }
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 //! event) so that hyper-util's `GracefulShutdown` can complete.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+mod support;
 
 use std::{
     convert::Infallible,
@@ -13,11 +13,15 @@ use std::{
     time::Duration,
 };
 
-use common::{
-    concat, h2_client, http_client, serve_sse, then_pending, wait_until, within, Chunk, DropFlag,
-    Guarded, RawClient, TestServer,
-};
 use futures_util::StreamExt;
+use support::{
+    client::{h2_client, http_client, Chunk, RawClient},
+    server::{serve_sse, TestServer},
+    sources::{then_pending, DropFlag, Guarded},
+    wait_until,
+    wire::concat,
+    within,
+};
 use tower_sse::{Event, Overflow, ShutdownHandle, SseLayer, SseResponse, SseStats};
 
 struct Setup {

@@ -2,13 +2,19 @@
 //! event made by `on_error`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+mod support;
 
 use std::{io, time::Duration};
 
-use common::{concat, http_client, serve_sse, within, Chunk, DropFlag, Guarded, RawClient};
 use eventsource_stream::Eventsource;
 use futures_util::{StreamExt, TryStreamExt};
+use support::{
+    client::{http_client, Chunk, RawClient},
+    server::serve_sse,
+    sources::{DropFlag, Guarded},
+    wire::concat,
+    within,
+};
 use tower_sse::{Event, Overflow, SseLayer, SseResponse, SseStats};
 
 /// Events 1 and 2, then (a little later, in a frame of its own) an error, then an

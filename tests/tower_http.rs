@@ -8,7 +8,7 @@
 //! outer layer and `SseLayer` ([`boxed`]).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+mod support;
 
 use std::{
     convert::Infallible,
@@ -22,13 +22,18 @@ use std::{
 };
 
 use bytes::Bytes;
-use common::{http_client, serve, within};
 use eventsource_stream::Eventsource;
 use futures_core::Stream;
 use futures_util::StreamExt;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full};
 use hyper::body::Incoming;
+use support::{
+    client::http_client,
+    server::{serve, TestServer},
+    sources::then_pending,
+    within,
+};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::{IntervalStream, UnboundedReceiverStream};
 use tower::{
@@ -113,7 +118,7 @@ fn gunzipped_events(res: reqwest::Response) -> Events {
     )
 }
 
-/// The next event, failing the test if none comes within `common::STEP`.
+/// The next event, failing the test if none comes within `support::STEP`.
 async fn next_event(events: &mut Events, what: &str) -> eventsource_stream::Event {
     within(what, events.next())
         .await
@@ -137,7 +142,7 @@ async fn get(url: &str, headers: &[(&str, &str)]) -> reqwest::Response {
 // `bearer` is deprecated ("too basic to be useful in real applications") but is
 // what people reach for first; `custom` validators sit in the same place.
 #[allow(deprecated)]
-async fn auth_server() -> (common::TestServer, Arc<AtomicUsize>) {
+async fn auth_server() -> (TestServer, Arc<AtomicUsize>) {
     let built = Arc::new(AtomicUsize::new(0));
     let svc = ServiceBuilder::new()
         .layer(ValidateRequestHeaderLayer::bearer("secret"))
@@ -147,10 +152,8 @@ async fn auth_server() -> (common::TestServer, Arc<AtomicUsize>) {
             let built = built.clone();
             move |_req: Request<Incoming>| {
                 built.fetch_add(1, Ordering::SeqCst);
-                let source: Source = Box::pin(common::then_pending(vec![
-                    Ok(event(1, "one")),
-                    Ok(event(2, "two")),
-                ]));
+                let source: Source =
+                    Box::pin(then_pending(vec![Ok(event(1, "one")), Ok(event(2, "two"))]));
                 async move { Ok::<_, Infallible>(SseResponse::new(source)) }
             }
         });
@@ -210,7 +213,7 @@ async fn bearer_auth_lets_the_right_token_stream_events() {
 
 const ORIGIN: &str = "https://app.example";
 
-async fn cors_server() -> (common::TestServer, Arc<AtomicUsize>) {
+async fn cors_server() -> (TestServer, Arc<AtomicUsize>) {
     let built = Arc::new(AtomicUsize::new(0));
     let cors = CorsLayer::new()
         .allow_origin(AllowOrigin::list([HeaderValue::from_static(ORIGIN)]))
@@ -224,10 +227,8 @@ async fn cors_server() -> (common::TestServer, Arc<AtomicUsize>) {
             let built = built.clone();
             move |_req: Request<Incoming>| {
                 built.fetch_add(1, Ordering::SeqCst);
-                let source: Source = Box::pin(common::then_pending(vec![
-                    Ok(event(1, "one")),
-                    Ok(event(2, "two")),
-                ]));
+                let source: Source =
+                    Box::pin(then_pending(vec![Ok(event(1, "one")), Ok(event(2, "two"))]));
                 async move { Ok::<_, Infallible>(SseResponse::new(source)) }
             }
         });
@@ -310,7 +311,7 @@ async fn cors_preflight_is_answered_in_front_without_calling_the_handler() {
 
 /// `/plain` answers 4 KiB of text (not SSE); anything else streams a [`driven`]
 /// source, with no heartbeats, so only the test's events ever go out.
-async fn compressed_server<P>(compression: CompressionLayer<P>) -> (common::TestServer, Feeds)
+async fn compressed_server<P>(compression: CompressionLayer<P>) -> (TestServer, Feeds)
 where
     P: tower_http::compression::Predicate + Send + Sync + 'static,
 {
@@ -400,7 +401,7 @@ async fn compressing_sse_with_a_custom_predicate_still_delivers_events_one_by_on
 
 /// A 100 ms timeout in front; `/slow` takes 500 ms to answer, anything else streams
 /// 6 events 50 ms apart (300 ms) and ends.
-async fn timeout_server() -> common::TestServer {
+async fn timeout_server() -> TestServer {
     let svc = ServiceBuilder::new()
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

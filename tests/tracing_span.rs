@@ -1,16 +1,15 @@
 //! One `tracing` span per stream; when the stream closes it records what it sent.
 
+mod support;
+
 use std::{convert::Infallible, time::Duration};
 
 use http::Request;
 use http_body_util::BodyExt;
+use support::span_capture::Capture;
 use tower::{service_fn, Layer, ServiceExt};
 use tower_sse::{BufferLimits, Event, Overflow, SseLayer, SseResponse};
 use tracing_subscriber::prelude::*;
-
-#[path = "support/span_capture.rs"]
-mod span_capture;
-use span_capture::Capture;
 
 async fn run_stream(layer: SseLayer, events: usize, path: &str, last_event_id: Option<&str>) {
     let svc = layer.layer(service_fn(move |_req: Request<()>| async move {

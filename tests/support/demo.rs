@@ -1,7 +1,5 @@
 //! Runs the compiled demo server (`examples/demo.rs`) as a child process, for the
-//! tests that check it from outside. Included with `#[path]` by those test files.
-
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+//! tests that check it from outside: `use support::demo::Demo`.
 
 use std::{
     path::{Path, PathBuf},

@@ -1,7 +1,5 @@
 //! A `redis-server` child process on a free loopback port, for the tests that need a
-//! real Redis (and to restart it). Included with `#[path]` by those test files.
-
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+//! real Redis (and to restart it): `use support::redis_server::Redis`.
 
 use std::{
     path::PathBuf,

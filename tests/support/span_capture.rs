@@ -1,8 +1,6 @@
 //! A `tracing` layer for tests that look at what the crate reports: the fields of
 //! every closed span named `sse` (as created and as recorded later), of every "sse
-//! stream closed" event, and of every warning. Used as a module:
-//! `#[path = "support/span_capture.rs"] mod span_capture;`.
-#![allow(dead_code, clippy::unwrap_used)]
+//! stream closed" event, and of every warning: `use support::span_capture::Capture`.
 
 use std::{
     collections::HashMap,
