@@ -64,6 +64,7 @@ impl Config {
     }
 
     /// The most bytes of events in one body frame.
+    #[inline]
     pub(crate) fn frame_bytes(&self) -> usize {
         self.max_frame_bytes.min(self.limits.bytes())
     }

@@ -267,6 +267,7 @@ impl HeartbeatTimer {
 
     /// Ready when the connection has been silent long enough; the caller then sends a
     /// heartbeat (which counts as a write).
+    #[inline]
     pub(crate) fn poll_due(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         match &mut self.kind {
             TimerKind::Own(timer) => timer.poll_due(cx),

@@ -171,6 +171,7 @@ where
         self.done
     }
 
+    #[inline]
     pub(crate) fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -229,6 +230,7 @@ where
 }
 
 /// Whether the source is to stop now: shutdown began, or the lifetime is up.
+#[inline(always)]
 fn poll_stop(
     lifetime: &mut Option<Pin<Box<Sleep>>>,
     guard: &Guard,
@@ -248,6 +250,7 @@ fn poll_stop(
 
 /// Stops the source: stops the pump (what it queued still goes out) or drops the
 /// source polled in place.
+#[inline]
 fn stop_source<St>(mut source: Pin<&mut Source<St>>, guard: &mut Guard) {
     if guard.pump.is_some() {
         guard.stop_pump();
@@ -258,6 +261,7 @@ fn stop_source<St>(mut source: Pin<&mut Source<St>>, guard: &mut Guard) {
 
 /// Fills `frame` with what is ready: from the source itself (direct mode) or from
 /// the queue (pumped mode). An error is a client disconnected as too slow.
+#[inline(always)]
 fn fill<St, T, E>(
     source: Pin<&mut Source<St>>,
     frame: &mut BytesMut,
@@ -301,6 +305,7 @@ where
 }
 
 /// Pumped mode: takes a frame's worth from the queue.
+#[inline]
 fn fill_from_queue(
     frame: &mut BytesMut,
     guard: &Guard,
@@ -327,6 +332,7 @@ fn fill_from_queue(
 }
 
 /// Splits off the frame to send and counts it.
+#[inline(always)]
 fn take_frame(frame: &mut BytesMut, carried: &mut bool, fill: &Fill, guard: &mut Guard) -> Bytes {
     let config = &*guard.config;
     *carried = fill.split_at.is_some();
@@ -346,6 +352,7 @@ fn take_frame(frame: &mut BytesMut, carried: &mut bool, fill: &Fill, guard: &mut
 }
 
 /// The event that ends a stopped stream: shutdown's, or the lifetime's `retry:` hint.
+#[inline]
 fn last_frame(stop: Option<Stop>, guard: &mut Guard) -> Option<Frame<Bytes>> {
     let last = match stop? {
         Stop::Shutdown => guard.state.streams.last_event(),
@@ -356,6 +363,7 @@ fn last_frame(stop: Option<Stop>, guard: &mut Guard) -> Option<Frame<Bytes>> {
 }
 
 /// A heartbeat, if one is due.
+#[inline(always)]
 fn poll_heartbeat(
     heartbeat: &mut Option<HeartbeatTimer>,
     guard: &mut Guard,
