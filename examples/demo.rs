@@ -78,6 +78,7 @@ use tower_sse::{
     BoxError, BufferLimits, Event, Heartbeat, LastEventId, Message, Overflow, SseLayer,
     SseResponse,
 };
+use tower_sse::{limit, PerKeyLimit, StreamLimit};
 
 const DEFAULT_PORT: u16 = 3000;
 /// Pending connections the kernel queues for `accept` (load generators open thousands).
@@ -152,6 +153,7 @@ async fn main() -> Result<(), BoxError> {
     let sse = SseLayer::new()
         .buffer(BufferLimits::new(64, 64 * 1024))
         .on_overflow(Overflow::Wait);
+    let sse = stream_caps(sse)?;
     let shutdown = sse.shutdown_handle();
     let app = sse.layer(tower::service_fn(move |req| route(hub.clone(), req)));
 
@@ -175,11 +177,15 @@ async fn main() -> Result<(), BoxError> {
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => {
+                Ok((tcp, peer)) => {
                     // Events are small writes that should leave at once.
                     let _ = tcp.set_nodelay(true);
                     let app = app.clone();
-                    let svc = hyper::service::service_fn(move |req| app.clone().oneshot(req));
+                    // The peer's address, for `MAX_STREAMS_PER_CLIENT` (`limit::client_ip`).
+                    let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+                        req.extensions_mut().insert(peer);
+                        app.clone().oneshot(req)
+                    });
                     let conn = http.serve_connection(TokioIo::new(tcp), svc).into_owned();
                     let conn = graceful.watch(conn);
                     tokio::spawn(async move {
@@ -209,6 +215,24 @@ async fn main() -> Result<(), BoxError> {
         eprintln!("connections still open after {SHUTDOWN_GRACE:?}; closing them");
     }
     Ok(())
+}
+
+/// `MAX_STREAMS` and `MAX_STREAMS_PER_CLIENT` (per IP address), when set: past
+/// either, the shed answer (200, a jittered `retry:` of 2 to 10 s, end), which an
+/// `EventSource` honours by coming back.
+fn stream_caps(sse: SseLayer) -> Result<SseLayer, BoxError> {
+    let cap = |name| match std::env::var_os(name) {
+        None => Ok(None),
+        Some(_) => env_number(name, 0, u32::MAX.into()).map(|n| Some(n as usize)),
+    };
+    let sse = match cap("MAX_STREAMS")? {
+        Some(max) => sse.max_streams(StreamLimit::shed(max)),
+        None => sse,
+    };
+    Ok(match cap("MAX_STREAMS_PER_CLIENT")? {
+        Some(max) => sse.max_streams_per_key(PerKeyLimit::shed(max, limit::client_ip)),
+        None => sse,
+    })
 }
 
 /// A number from the environment, `default` when unset.

@@ -13,7 +13,7 @@ use crate::{
     error::BoxError,
     event::Event,
     heartbeat::Heartbeat,
-    limit::StreamLimit,
+    limit::{PerKeyLimit, StreamLimit},
 };
 
 /// Makes the event that marks `n` dropped events ([`SseLayer::gap_event`](crate::SseLayer::gap_event)).
@@ -32,6 +32,7 @@ pub(crate) struct Config {
     pub(crate) gap: Option<GapFn>,
     pub(crate) on_error: Option<ErrorFn>,
     pub(crate) limit: Option<StreamLimit>,
+    pub(crate) per_key: Option<PerKeyLimit>,
     pub(crate) max_lifetime: Option<Duration>,
     /// The encoded `retry:` event sent when a stream reaches its lifetime.
     pub(crate) lifetime_retry: Option<Bytes>,
@@ -50,6 +51,7 @@ impl Default for Config {
             gap: None,
             on_error: None,
             limit: None,
+            per_key: None,
             max_lifetime: None,
             lifetime_retry: None,
             max_event_bytes: usize::MAX,

@@ -20,9 +20,10 @@ use crate::{
     config::Config,
     error::BoxError,
     event::Encode,
-    limit::LimitMode,
-    response::{IntoSseResponse, SseParts, SseResponse},
+    limit::{LimitMode, Over, Permit, Ticket},
+    response::{shed, IntoSseResponse, SseParts, SseResponse},
     state::LayerState,
+    stats::Counters,
     stream::EventsBody,
 };
 
@@ -35,6 +36,8 @@ pin_project! {
         config: Arc<Config>,
         layer: Arc<LayerState>,
         span: Option<Span>,
+        // The request's key under the layer's `PerKeyLimit`, if any.
+        ticket: Option<Ticket>,
     }
 }
 
@@ -45,17 +48,24 @@ pin_project! {
     enum State<F, St> {
         Inner { #[pin] inner: F },
         /// `StreamLimit::wait`: the response waits for a permit.
-        Waiting { acquire: Acquire, response: Option<SseResponse<St>> },
+        Waiting { acquire: Acquire, ready: Option<(SseResponse<St>, Permit)> },
     }
 }
 
 impl<F, St> ResponseFuture<F, St> {
-    pub(crate) fn new(inner: F, config: Arc<Config>, layer: Arc<LayerState>, span: Span) -> Self {
+    pub(crate) fn new(
+        inner: F,
+        config: Arc<Config>,
+        layer: Arc<LayerState>,
+        span: Span,
+        ticket: Option<Ticket>,
+    ) -> Self {
         Self {
             state: State::Inner { inner },
             config,
             layer,
             span: Some(span),
+            ticket,
         }
     }
 }
@@ -78,55 +88,93 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        loop {
-            let (response, permit) = match this.state.as_mut().project() {
-                StateProj::Inner { inner } => {
-                    let response = ready!(inner.poll(cx))?.into_sse_response();
-                    let Some(limit) = this.config.limit.as_ref().filter(|_| response.is_sse())
-                    else {
-                        return Poll::Ready(Ok(serve(
-                            response,
-                            None,
-                            this.config,
-                            this.layer,
-                            this.span,
-                        )));
-                    };
-                    match limit.semaphore.clone().try_acquire_owned() {
-                        Ok(permit) => (response, Some(permit)),
-                        Err(_) => match limit.mode {
-                            LimitMode::Reject { retry_after } => {
-                                this.layer.counters.rejected();
-                                return Poll::Ready(Ok(too_many_streams(retry_after)));
+        let (response, permit) = match this.state.as_mut().project() {
+            StateProj::Inner { inner } => {
+                let response = ready!(inner.poll(cx))?.into_sse_response();
+                if !response.is_sse() {
+                    (response, Permit::default())
+                } else {
+                    match admit(this.config, this.ticket.take()) {
+                        Admission::Now(permit) => (response, permit),
+                        Admission::Over(over) => {
+                            return Poll::Ready(Ok(answer(over, &this.layer.counters)));
+                        }
+                        Admission::Wait(mut acquire, mut permit) => {
+                            if let Poll::Ready(global) = acquire.as_mut().poll(cx) {
+                                permit.global = global;
+                                (response, permit)
+                            } else {
+                                let ready = Some((response, permit));
+                                this.state.set(State::Waiting { acquire, ready });
+                                return Poll::Pending;
                             }
-                            LimitMode::Wait => {
-                                let semaphore = limit.semaphore.clone();
-                                let acquire: Acquire =
-                                    Box::pin(async move { semaphore.acquire_owned().await.ok() });
-                                this.state.set(State::Waiting {
-                                    acquire,
-                                    response: Some(response),
-                                });
-                                continue;
-                            }
-                        },
+                        }
                     }
                 }
-                StateProj::Waiting { acquire, response } => {
-                    let permit = ready!(acquire.as_mut().poll(cx));
-                    match response.take() {
-                        Some(response) => (response, permit),
-                        None => panic!("ResponseFuture polled after completion"),
-                    }
-                }
-            };
-            return Poll::Ready(Ok(serve(
-                response,
-                permit,
-                this.config,
-                this.layer,
-                this.span,
-            )));
+            }
+            StateProj::Waiting { acquire, ready } => {
+                let global = ready!(acquire.as_mut().poll(cx));
+                let Some((response, mut permit)) = ready.take() else {
+                    panic!("ResponseFuture polled after completion");
+                };
+                permit.global = global;
+                (response, permit)
+            }
+        };
+        Poll::Ready(Ok(serve(
+            response,
+            permit,
+            this.config,
+            this.layer,
+            this.span,
+        )))
+    }
+}
+
+/// What the limits say of a new SSE stream.
+enum Admission {
+    /// Under every cap: the places it holds.
+    Now(Permit),
+    /// Over a cap: this answer.
+    Over(Over),
+    /// Over `StreamLimit::wait`'s cap: wait for a permit, holding the key's place.
+    Wait(Acquire, Permit),
+}
+
+/// Takes a place under the request's key (`ticket`), then under the layer's cap.
+fn admit(config: &Config, ticket: Option<Ticket>) -> Admission {
+    let mut permit = Permit::default();
+    if let (Some(limit), Some(ticket)) = (&config.per_key, ticket) {
+        match ticket.admit() {
+            Some(place) => permit.key = Some(place),
+            None => return Admission::Over(limit.over),
+        }
+    }
+    let Some(limit) = &config.limit else {
+        return Admission::Now(permit);
+    };
+    match (limit.semaphore.clone().try_acquire_owned(), limit.mode) {
+        (Ok(global), _) => {
+            permit.global = Some(global);
+            Admission::Now(permit)
+        }
+        (Err(_), LimitMode::Answer(over)) => Admission::Over(over),
+        (Err(_), LimitMode::Wait) => {
+            let semaphore = limit.semaphore.clone();
+            let acquire: Acquire = Box::pin(async move { semaphore.acquire_owned().await.ok() });
+            Admission::Wait(acquire, permit)
+        }
+    }
+}
+
+/// The answer to a stream over a cap, counted: the shed answer (its `retry:`
+/// jittered by its number) or a `503`.
+fn answer<St>(over: Over, counters: &Counters) -> Response<SseBody<St>> {
+    match over {
+        Over::Shed(retry) => shed(retry.jittered(counters.shed())).map(SseBody::other),
+        Over::Reject { retry_after } => {
+            counters.rejected();
+            too_many_streams(retry_after)
         }
     }
 }
@@ -134,7 +182,7 @@ where
 /// Makes the HTTP response: the SSE body with its headers, or the response passed through.
 fn serve<St, T, E>(
     response: SseResponse<St>,
-    permit: Option<OwnedSemaphorePermit>,
+    permit: Permit,
     config: &Arc<Config>,
     layer: &Arc<LayerState>,
     span: &mut Option<Span>,

@@ -10,7 +10,7 @@ use crate::{
     error::BoxError,
     event::Event,
     heartbeat::Heartbeat,
-    limit::StreamLimit,
+    limit::{PerKeyLimit, StreamLimit},
     service::SseService,
     shutdown::ShutdownHandle,
     state::LayerState,
@@ -36,6 +36,7 @@ use crate::{
 /// | [`gap_event`](Self::gap_event) | none (gaps are counted and traced) |
 /// | [`on_error`](Self::on_error) | none (the stream ends after a source error) |
 /// | [`max_streams`](Self::max_streams) | no limit |
+/// | [`max_streams_per_key`](Self::max_streams_per_key) | no limit |
 /// | [`max_lifetime`](Self::max_lifetime) | none (a stream stays open until its source ends or the client leaves) |
 /// | [`lifetime_retry`](Self::lifetime_retry) | none (no `retry:` hint when a stream reaches its lifetime) |
 /// | [`max_event_bytes`](Self::max_event_bytes) | no limit |
@@ -200,13 +201,30 @@ impl SseLayer {
     }
 
     /// Caps the streams open at once through this layer (and its clones made after
-    /// this call); see [`StreamLimit`].
+    /// this call); see [`StreamLimit`]. [`StreamLimit::shed`] is the way for browsers:
+    /// a stream over the cap gets the [shed answer](crate::limit#the-shed-answer) and
+    /// the `EventSource` comes back by itself.
     ///
     /// ```
-    /// let layer = tower_sse::SseLayer::new().max_streams(tower_sse::StreamLimit::reject(1000));
+    /// let layer = tower_sse::SseLayer::new().max_streams(tower_sse::StreamLimit::shed(1000));
     /// ```
     pub fn max_streams(mut self, limit: StreamLimit) -> Self {
         self.config.limit = Some(limit);
+        self
+    }
+
+    /// Caps the streams open at once per key (the client's IP address, a user) through
+    /// this layer (and its clones made after this call); see [`PerKeyLimit`]. Applies
+    /// together with [`max_streams`](Self::max_streams): a stream must fit under both.
+    /// The key is taken from the request in [`SseService`]'s `call`; the place under the
+    /// cap is taken when the response turns out to be SSE, and held by its body.
+    ///
+    /// ```
+    /// use tower_sse::{limit, PerKeyLimit, SseLayer};
+    /// let layer = SseLayer::new().max_streams_per_key(PerKeyLimit::shed(4, limit::client_ip));
+    /// ```
+    pub fn max_streams_per_key(mut self, limit: PerKeyLimit) -> Self {
+        self.config.per_key = Some(limit);
         self
     }
 
@@ -319,6 +337,10 @@ impl fmt::Debug for SseLayer {
             .field(
                 "max_streams",
                 &self.config.limit.as_ref().map(StreamLimit::max),
+            )
+            .field(
+                "max_streams_per_key",
+                &self.config.per_key.as_ref().map(PerKeyLimit::max),
             )
             .field("max_lifetime", &self.config.max_lifetime)
             .field("lifetime_retry", &self.config.lifetime_retry.is_some())

@@ -112,7 +112,7 @@ pub use crate::{
     heartbeat::Heartbeat,
     last_event_id::{LastEventId, LAST_EVENT_ID},
     layer::SseLayer,
-    limit::StreamLimit,
+    limit::{PerKeyLimit, StreamLimit},
     response::{IntoSseResponse, SseResponse},
     service::SseService,
     shutdown::ShutdownHandle,

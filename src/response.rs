@@ -1,7 +1,7 @@
 //! [`SseResponse`], what the inner service answers, and the one place where an SSE
 //! response gets its headers.
 
-use std::pin::Pin;
+use std::{pin::Pin, time::Duration};
 
 use bytes::Bytes;
 use futures_core::Stream;
@@ -12,7 +12,7 @@ use http_body_util::{combinators::UnsyncBoxBody, BodyExt};
 use crate::{
     body::{BoxEventStream, Slot, SseBody},
     error::BoxError,
-    event::Message,
+    event::{Event, Message},
     heartbeat::{Choice, Heartbeat},
 };
 
@@ -126,6 +126,34 @@ impl<St> SseResponse<St> {
         self
     }
 
+    /// The [shed answer](crate::limit#the-shed-answer), passed through as is: status
+    /// `200`, the SSE headers, `retry: R` (`retry` in whole milliseconds, at least
+    /// 1000) and the end of the response. A browser's `EventSource` waits `R` and
+    /// reconnects: the way to turn a client away for now (an overloaded backend, a
+    /// rate limiter in front) without the fatal `503` or `429`. The layer's limits
+    /// send it by themselves, with a jittered `R`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use http_body_util::BodyExt;
+    /// use tower_sse::{BoxEventStream, SseResponse};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let res = SseResponse::<BoxEventStream>::shed(Duration::from_millis(2500)).into_http();
+    /// assert_eq!(res.status(), 200);
+    /// assert_eq!(res.headers()["content-type"], "text/event-stream");
+    /// let body = res.into_body().collect().await.unwrap().to_bytes();
+    /// assert_eq!(&body[..], b"retry: 2500\n\n");
+    /// # }
+    /// ```
+    pub fn shed(retry: Duration) -> Self {
+        Self {
+            kind: Kind::Other(shed(retry)),
+            heartbeat: Choice::Layer,
+        }
+    }
+
     /// Whether this is an SSE response (rather than one passed through).
     pub fn is_sse(&self) -> bool {
         matches!(self.kind, Kind::Sse(_))
@@ -151,6 +179,35 @@ pub(crate) enum SseParts<St> {
     Sse(Parts, St, Choice),
     /// A response to pass through.
     Other(OtherResponse),
+}
+
+/// The shed answer: `200`, the SSE headers, `retry: R` (at least 1000 ms), the end.
+pub(crate) fn shed(retry: Duration) -> OtherResponse {
+    let retry = Event::new().retry(retry.max(Duration::from_secs(1)));
+    let body = Once(Some(retry.encode().into_bytes()));
+    let mut response = Response::new(UnsyncBoxBody::new(body));
+    set_sse_headers(response.headers_mut());
+    response
+}
+
+/// A body of one frame whose size is unknown, so that hyper sends no
+/// `content-length` (as for every SSE response).
+struct Once(Option<Bytes>);
+
+impl Body for Once {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        std::task::Poll::Ready(self.0.take().map(|bytes| Ok(http_body::Frame::data(bytes))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_none()
+    }
 }
 
 /// `content-type: text/event-stream`, `cache-control: no-cache` and

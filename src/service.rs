@@ -92,16 +92,21 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let last_event_id = LastEventId::from_headers(req.headers());
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let (mut parts, body) = req.into_parts();
+        let last_event_id = LastEventId::from_headers(&parts.headers);
         let span = span::open(
-            req.uri().path(),
+            parts.uri.path(),
             last_event_id.as_ref().map(LastEventId::as_str),
         );
         if let Some(id) = last_event_id {
-            req.extensions_mut().insert(id);
+            parts.extensions.insert(id);
         }
+        // The key under a `PerKeyLimit` is taken here, where the request is seen; its
+        // place is taken once the response turns out to be SSE.
+        let ticket = self.config.per_key.as_ref().and_then(|l| l.ticket(&parts));
+        let req = Request::from_parts(parts, body);
         let (config, layer) = (self.config.clone(), self.layer.clone());
-        ResponseFuture::new(self.inner.call(req), config, layer, span)
+        ResponseFuture::new(self.inner.call(req), config, layer, span, ticket)
     }
 }

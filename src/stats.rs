@@ -24,6 +24,7 @@ pub(crate) struct Counters {
     stalled: AtomicU64,
     source_errors: AtomicU64,
     rejected: AtomicU64,
+    shed: AtomicU64,
     expired: AtomicU64,
     too_large: AtomicU64,
     /// Events waiting in the queues of open (pumped) streams; gaps not counted.
@@ -66,6 +67,10 @@ impl Counters {
     }
     pub(crate) fn rejected(&self) {
         self.rejected.fetch_add(1, Relaxed);
+    }
+    /// Counts a shed answer; its number (0, 1, 2, … per layer) jitters its `retry:`.
+    pub(crate) fn shed(&self) -> u64 {
+        self.shed.fetch_add(1, Relaxed)
     }
     pub(crate) fn expired(&self) {
         self.expired.fetch_add(1, Relaxed);
@@ -157,9 +162,22 @@ impl SseStats {
     pub fn source_errors(&self) -> u64 {
         self.get(|c| &c.source_errors)
     }
-    /// Streams refused with `503` by [`StreamLimit::reject`](crate::StreamLimit::reject).
+    /// Streams refused with `503` by [`StreamLimit::reject`](crate::StreamLimit::reject)
+    /// or [`PerKeyLimit::reject`](crate::PerKeyLimit::reject). Sheds are counted apart,
+    /// by [`streams_shed`](Self::streams_shed).
     pub fn streams_rejected(&self) -> u64 {
         self.get(|c| &c.rejected)
+    }
+    /// Streams answered with the [shed answer](crate::limit#the-shed-answer) (200, a
+    /// `retry:`, end) by [`StreamLimit::shed`](crate::StreamLimit::shed) or
+    /// [`PerKeyLimit::shed`](crate::PerKeyLimit::shed); not counted as opened.
+    ///
+    /// ```
+    /// let layer = tower_sse::SseLayer::new().max_streams(tower_sse::StreamLimit::shed(100));
+    /// assert_eq!(layer.stats().streams_shed(), 0);
+    /// ```
+    pub fn streams_shed(&self) -> u64 {
+        self.get(|c| &c.shed)
     }
     /// Streams ended cleanly because they reached
     /// [`SseLayer::max_lifetime`](crate::SseLayer::max_lifetime).
@@ -272,6 +290,7 @@ impl fmt::Debug for SseStats {
             .field("stall_disconnects", &self.stall_disconnects())
             .field("source_errors", &self.source_errors())
             .field("streams_rejected", &self.streams_rejected())
+            .field("streams_shed", &self.streams_shed())
             .field("streams_expired", &self.streams_expired())
             .field("events_too_large", &self.events_too_large())
             .field("queued_events", &self.queued_events())

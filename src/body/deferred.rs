@@ -10,8 +10,8 @@ use futures_core::Stream;
 use tracing::Span;
 
 use crate::{
-    error::BoxError, event::Message, heartbeat::Choice, state::layerless, stream::EventsBody,
-    sync::lock,
+    error::BoxError, event::Message, heartbeat::Choice, limit::Permit, state::layerless,
+    stream::EventsBody, sync::lock,
 };
 
 /// A boxed event stream: what an SSE response carries through an
@@ -45,7 +45,7 @@ impl Slot {
             state.clone(),
             &heartbeat,
             Span::none(),
-            None,
+            Permit::default(),
         ))
     }
 }

@@ -3,15 +3,15 @@
 use std::sync::{Arc, Mutex};
 
 use atomic_waker::AtomicWaker;
-use tokio::{sync::OwnedSemaphorePermit, task::AbortHandle};
+use tokio::task::AbortHandle;
 use tracing::Span;
 
 use super::span::{self, Totals};
-use crate::{buffer::Queue, config::Config, state::LayerState, sync::lock};
+use crate::{buffer::Queue, config::Config, limit::Permit, state::LayerState, sync::lock};
 
 /// One stream's place in its layer: registered (and counted as open) while it
 /// lives; when dropped it stops its pump, empties its queue, unregisters, releases
-/// its `StreamLimit` permit and records its span.
+/// its limits' permits and records its span.
 pub(super) struct Guard {
     pub(super) config: Arc<Config>,
     pub(super) state: Arc<LayerState>,
@@ -22,8 +22,8 @@ pub(super) struct Guard {
     pub(super) queue: Option<Arc<Mutex<Queue>>>,
     /// The pump task, until it is stopped.
     pub(super) pump: Option<AbortHandle>,
-    /// The `StreamLimit` permit, released when the stream ends.
-    _permit: Option<OwnedSemaphorePermit>,
+    /// Its places under the `StreamLimit` and `PerKeyLimit`, released when the stream ends.
+    _permit: Permit,
     totals: Totals,
     pub(super) span: Span,
     opened: std::time::Instant,
@@ -36,7 +36,7 @@ impl Guard {
         state: Arc<LayerState>,
         queue: Option<Arc<Mutex<Queue>>>,
         span: Span,
-        permit: Option<OwnedSemaphorePermit>,
+        permit: Permit,
     ) -> Self {
         let waker = Arc::new(AtomicWaker::new());
         state.counters.opened();

@@ -26,7 +26,7 @@ use bytes::{Bytes, BytesMut};
 use futures_core::Stream;
 use http_body::Frame;
 use pin_project_lite::pin_project;
-use tokio::{sync::OwnedSemaphorePermit, time::Sleep};
+use tokio::time::Sleep;
 use tracing::Span;
 
 use self::{
@@ -41,6 +41,7 @@ use crate::{
     error::{BoxError, SlowClientError},
     event::Encode,
     heartbeat::{Choice, HeartbeatTimer},
+    limit::Permit,
     state::LayerState,
     sync::lock,
 };
@@ -105,14 +106,14 @@ where
     E: Into<BoxError> + 'static,
 {
     /// A stream of `stream` with the layer's `config` and `state`, the response's
-    /// heartbeat `choice`, its span and its `StreamLimit` permit.
+    /// heartbeat `choice`, its span and what it holds of the layer's limits.
     pub(crate) fn new(
         stream: St,
         config: Arc<Config>,
         state: Arc<LayerState>,
         choice: &Choice,
         span: Span,
-        permit: Option<OwnedSemaphorePermit>,
+        permit: Permit,
     ) -> Self {
         // A task needs a runtime to spawn on, timers a runtime with time enabled;
         // without one, backpressure and no timers.

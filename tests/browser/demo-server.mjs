@@ -21,10 +21,10 @@ export function demoBin() {
   return bin;
 }
 
-export async function startDemo({ timeoutMs = 20_000 } = {}) {
+export async function startDemo({ timeoutMs = 20_000, env = {} } = {}) {
   const bin = demoBin();
   const child = spawn(bin, [], {
-    env: { ...process.env, PORT: '0', HOST: '127.0.0.1' },
+    env: { ...process.env, ...env, PORT: '0', HOST: '127.0.0.1' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
