@@ -111,10 +111,20 @@ impl Group {
 
 impl HubMetrics {
     /// The default of [`max_topics`](Self::max_topics).
+    ///
+    /// ```
+    /// assert_eq!(tower_sse::metrics::HubMetrics::DEFAULT_MAX_TOPICS, 20);
+    /// ```
     pub const DEFAULT_MAX_TOPICS: usize = 20;
 
     /// Exports `hub`'s topics, each under its own name, at most
     /// [`DEFAULT_MAX_TOPICS`](Self::DEFAULT_MAX_TOPICS) of them.
+    ///
+    /// ```
+    /// use tower_sse::{hub::Hub, metrics::HubMetrics};
+    /// let hub = Hub::new();
+    /// let hub_metrics = HubMetrics::new(hub.clone());
+    /// ```
     pub fn new(hub: Hub) -> Self {
         describe();
         Self {
@@ -126,7 +136,12 @@ impl HubMetrics {
         }
     }
 
-    /// Adds `labels` to every metric (e.g. `&[("hub", "chat")]`).
+    /// Adds `labels` to every metric, so that two hubs do not collide.
+    ///
+    /// ```
+    /// use tower_sse::{hub::Hub, metrics::HubMetrics};
+    /// let chat = HubMetrics::new(Hub::new()).labels(&[("hub", "chat")]);
+    /// ```
     #[must_use]
     pub fn labels(mut self, labels: impl IntoLabels) -> Self {
         self.labels.extend(labels.into_labels());
@@ -135,6 +150,12 @@ impl HubMetrics {
 
     /// At most `n` `topic` labels besides `other`; `0` sums every topic under
     /// `topic="other"`.
+    ///
+    /// ```
+    /// use tower_sse::{hub::Hub, metrics::HubMetrics};
+    /// // Five busy topics by name, plus `other`: at most six series per metric.
+    /// let hub_metrics = HubMetrics::new(Hub::new()).max_topics(5);
+    /// ```
     #[must_use]
     pub fn max_topics(mut self, n: usize) -> Self {
         self.max_topics = n;
@@ -164,6 +185,13 @@ impl HubMetrics {
     /// Reads every topic of the hub and sets the metrics: gauges to their current
     /// values, counters up by what happened since the last call. Costs a lock and a
     /// look-up per topic: call it at scrape time or every few seconds, not per event.
+    ///
+    /// ```
+    /// # use tower_sse::{hub::Hub, metrics::HubMetrics};
+    /// let hub_metrics = HubMetrics::new(Hub::new());
+    /// // In a `GET /metrics` handler, before rendering the exporter's text:
+    /// hub_metrics.record();
+    /// ```
     pub fn record(&self) {
         let topics = self.read_topics();
         gauge!("sse_hub_topics", self.labels.iter()).set(topics.len() as f64);
