@@ -22,6 +22,7 @@
 //! | `GET /idle?hb_ms=H` | no events, a heartbeat every H ms (default 1000; `0`: none) |
 //! | `GET /fanout` | the shared topic: `{"seq":N,"ts_ns":T}` every `FANOUT_MS` ms, and `/publish`; resumes after `Last-Event-ID` |
 //! | `POST /publish` | publishes the UTF-8 body (at most 1 MiB) to `/fanout`, 204 |
+//! | `GET /metrics` | the layer's and the hub's metrics in Prometheus text |
 //!
 //! Every other SSE endpoint sends a heartbeat after 15 s of silence (the layer's
 //! default). Bad query parameters get a 400, unknown paths a 404.
@@ -155,6 +156,7 @@ async fn main() -> Result<(), BoxError> {
         .on_overflow(Overflow::Wait);
     let sse = stream_caps(sse)?;
     let shutdown = sse.shutdown_handle();
+    install_metrics(&sse, &hub)?;
     let app = sse.layer(tower::service_fn(move |req| route(hub.clone(), req)));
 
     let listener = bind(&host, port).await?;
@@ -268,6 +270,57 @@ async fn bind(host: &str, port: u16) -> io::Result<TcpListener> {
 }
 
 // ---------------------------------------------------------------------------------
+// GET /metrics
+// ---------------------------------------------------------------------------------
+
+/// What `GET /metrics` renders: the layer's and the hub's metrics (the crate's
+/// `metrics` feature), read at scrape time, in Prometheus text.
+struct DemoMetrics {
+    prometheus: metrics_exporter_prometheus::PrometheusHandle,
+    sse: tower_sse::metrics::SseMetrics,
+    hub: tower_sse::metrics::HubMetrics,
+}
+
+static METRICS: OnceLock<DemoMetrics> = OnceLock::new();
+
+/// Installs the Prometheus recorder, then binds the layer's and the hub's metrics to it.
+fn install_metrics(sse: &SseLayer, hub: &Hub) -> Result<(), BoxError> {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    let lifetime = Matcher::Full("sse_stream_lifetime_seconds".to_owned());
+    let buckets = [0.1, 1.0, 10.0, 60.0, 300.0, 1800.0, 3600.0, 86400.0];
+    let prometheus = PrometheusBuilder::new()
+        .set_buckets_for_metric(lifetime, &buckets)?
+        .install_recorder()?;
+    // Without a scrape, the recorder would keep every stream's lifetime sample.
+    let upkeep = prometheus.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    let metrics = DemoMetrics {
+        prometheus,
+        sse: tower_sse::metrics::SseMetrics::new(sse.stats()),
+        // At most 20 `topic` labels; every other topic is summed under `topic="other"`.
+        hub: tower_sse::metrics::HubMetrics::new(hub.clone()).max_topics(20),
+    };
+    let _ = METRICS.set(metrics);
+    Ok(())
+}
+
+fn render_metrics() -> Answer {
+    let Some(metrics) = METRICS.get() else {
+        return not_found();
+    };
+    metrics.sse.record();
+    metrics.hub.record();
+    let body = metrics.prometheus.render();
+    text(StatusCode::OK, "text/plain; version=0.0.4", body)
+}
+
+// ---------------------------------------------------------------------------------
 // The router
 // ---------------------------------------------------------------------------------
 
@@ -277,6 +330,7 @@ type Answer = SseResponse<Events>;
 async fn route(hub: Hub, req: Request<Incoming>) -> Result<Answer, Infallible> {
     Ok(match (req.method(), req.uri().path()) {
         (&Method::GET, "/fanout") => fanout(&hub, &req).await,
+        (&Method::GET, "/metrics") => render_metrics(),
         (&Method::GET, _) => get(&req).unwrap_or_else(BadParam::answer),
         (&Method::POST, "/publish") => publish(&hub, req).await,
         _ => not_found(),

@@ -74,6 +74,7 @@
 //! | `axum` | [`axum`]: `IntoResponse` for [`SseResponse`], `Option<LastEventId>` extractor |
 //! | `hub` | [`hub`]: publish once to many subscribers, bounded history, replay |
 //! | `redis` | [`hub::RedisBackplane`], [`Hub::redis`](hub::Hub::redis): the hub across instances on Redis Streams (Rust 1.88, the `redis` crate's) |
+//! | `metrics` | [`metrics`]: the layer's and the hub's counters, gauges and stream-lifetime histogram through the `metrics` facade |
 
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -95,6 +96,9 @@ pub mod hub;
 mod last_event_id;
 mod layer;
 pub mod limit;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 mod response;
 mod service;
 pub mod shutdown;

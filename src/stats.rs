@@ -33,6 +33,9 @@ pub(crate) struct Counters {
     queued_bytes: AtomicU64,
     /// Streams given a `max_lifetime` so far: numbers them for their jitter.
     lifetimes: AtomicU64,
+    /// The stream-lifetime histogram of the layer's `SseMetrics`, once one is made.
+    #[cfg(feature = "metrics")]
+    lifetime_histogram: std::sync::OnceLock<::metrics::Histogram>,
 }
 
 impl Counters {
@@ -40,8 +43,16 @@ impl Counters {
         self.open.fetch_add(1, Relaxed);
         self.opened.fetch_add(1, Relaxed);
     }
-    pub(crate) fn closed(&self) {
+    /// A stream closed after `lifetime` open; recorded in the lifetime histogram, if
+    /// an `SseMetrics` made one (once per stream, not per event).
+    pub(crate) fn closed(&self, lifetime: std::time::Duration) {
         self.open.fetch_sub(1, Relaxed);
+        #[cfg(feature = "metrics")]
+        if let Some(histogram) = self.lifetime_histogram.get() {
+            histogram.record(lifetime.as_secs_f64());
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = lifetime;
     }
     pub(crate) fn sent(&self, events: u64, bytes: u64) {
         if events > 0 {
@@ -119,6 +130,13 @@ pub struct SseStats {
 impl SseStats {
     pub(crate) fn new(counters: Arc<Counters>) -> Self {
         Self { counters }
+    }
+
+    /// Records every stream of this layer that closes from now on in `histogram`
+    /// (its lifetime in seconds), unless a histogram was given before.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn bind_lifetimes(&self, histogram: ::metrics::Histogram) {
+        let _ = self.counters.lifetime_histogram.set(histogram);
     }
 
     fn get(&self, f: impl Fn(&Counters) -> &AtomicU64) -> u64 {

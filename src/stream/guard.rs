@@ -26,7 +26,8 @@ pub(super) struct Guard {
     _permit: Permit,
     totals: Totals,
     pub(super) span: Span,
-    opened: std::time::Instant,
+    /// tokio's clock, so that a paused clock (tests) measures lifetimes too.
+    opened: tokio::time::Instant,
 }
 
 impl Guard {
@@ -51,7 +52,7 @@ impl Guard {
             _permit: permit,
             totals: Totals::default(),
             span,
-            opened: std::time::Instant::now(),
+            opened: tokio::time::Instant::now(),
         }
     }
 
@@ -90,13 +91,14 @@ impl Drop for Guard {
             Some(queue) => lock(queue).close(),
             None => (0, 0),
         };
-        self.state.counters.closed();
+        let lifetime = self.opened.elapsed();
+        self.state.counters.closed(lifetime);
         self.state.streams.unregister(self.key);
         let closed = span::Closed {
             totals: self.totals,
             dropped,
             max_queued: max_queued as u64,
-            lifetime: self.opened.elapsed(),
+            lifetime,
         };
         span::closed(&self.span, &closed);
     }
