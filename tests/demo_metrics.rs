@@ -8,9 +8,8 @@ use std::{collections::BTreeMap, time::Duration};
 use futures_util::StreamExt as _;
 use reqwest::{header, Client, StatusCode};
 
-#[path = "support/demo.rs"]
-mod demo;
-use demo::Demo;
+mod support;
+use support::demo::Demo;
 
 /// Patience for anything that should happen promptly.
 const WAIT: Duration = Duration::from_secs(10);

@@ -4,14 +4,14 @@
 //! answer (200, `retry:`, end), never a `429` that `EventSource` would take as fatal.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+mod support;
 
 use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{extract::ConnectInfo, routing::get, Router};
-use common::{http_client, within};
 use futures_util::StreamExt;
 use http::{request::Parts, Request, StatusCode};
+use support::{client::http_client, within};
 use tower::ServiceBuilder;
 use tower_governor::{governor::GovernorConfigBuilder, GovernorError, GovernorLayer};
 use tower_sse::{BoxEventStream, Event, PerKeyLimit, SseLayer, SseResponse, SseStats};

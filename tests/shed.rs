@@ -6,7 +6,7 @@
 //! `reject` still answers `503`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+mod support;
 
 use std::{
     convert::Infallible,
@@ -16,13 +16,18 @@ use std::{
     time::Duration,
 };
 
-use common::{concat, h2_client, http_client, parse_all, wait_until, within, Chunk, RawClient};
 use futures_util::StreamExt;
 use http::{request::Parts, Request, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::{
     rt::{TokioExecutor, TokioIo},
     server::conn::auto,
+};
+use support::{
+    client::{h2_client, http_client, Chunk, Head, RawClient},
+    wait_until,
+    wire::{concat, parse_all},
+    within,
 };
 use tokio::{net::TcpListener, sync::watch};
 use tokio_stream::{wrappers::WatchStream, Stream};
@@ -121,7 +126,7 @@ fn user(req: &Parts) -> Option<String> {
 }
 
 /// A raw HTTP/1.1 request for `/open` (as `x-user: who`, if any), its head read.
-async fn open_raw(server: &TestServer, who: Option<&str>) -> (RawClient, common::Head) {
+async fn open_raw(server: &TestServer, who: Option<&str>) -> (RawClient, Head) {
     let mut client = RawClient::connect(server.addr).await;
     let headers: Vec<(&str, &str)> = who.map(|who| ("x-user", who)).into_iter().collect();
     client.get("/open", &headers).await;
@@ -142,7 +147,7 @@ async fn open_stream(server: &TestServer, who: Option<&str>) -> RawClient {
 
 /// Reads a shed answer off the wire: its head, then exactly `retry: R\n\n` and the
 /// end of a chunked body. Returns `R` in ms.
-async fn read_shed(client: &mut RawClient, head: &common::Head) -> u64 {
+async fn read_shed(client: &mut RawClient, head: &Head) -> u64 {
     assert_eq!(head.status, 200, "{head:?}");
     assert_eq!(head.get("content-type"), Some("text/event-stream"));
     assert_eq!(head.get("cache-control"), Some("no-cache"));

@@ -92,7 +92,10 @@ impl SseMetrics {
             ("sse_events_sent_total", s.events_sent()),
             ("sse_bytes_sent_total", s.bytes_sent()),
             ("sse_heartbeats_sent_total", s.heartbeats_sent()),
-            ("sse_requests_shed_total", s.streams_rejected()),
+            (
+                "sse_requests_shed_total",
+                s.streams_shed() + s.streams_rejected(),
+            ),
             ("sse_source_errors_total", s.source_errors()),
             ("sse_streams_expired_total", s.streams_expired()),
         ];

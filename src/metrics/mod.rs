@@ -38,7 +38,7 @@
 //! | `sse_bytes_sent_total` | counter | bytes handed to hyper, heartbeats included |
 //! | `sse_heartbeats_sent_total` | counter | heartbeats handed to hyper |
 //! | `sse_events_dropped_total{reason}` | counter | events not sent: `reason="overflow"` (the [`Overflow`](crate::Overflow) policy dropped it), `reason="too_large"` (over [`max_event_bytes`](crate::SseLayer::max_event_bytes)) |
-//! | `sse_requests_shed_total` | counter | SSE requests refused by the layer's [`StreamLimit`](crate::StreamLimit) |
+//! | `sse_requests_shed_total` | counter | SSE requests refused by a stream cap ([`StreamLimit`](crate::StreamLimit) or [`PerKeyLimit`](crate::limit::PerKeyLimit)): the shed answer or a `503` |
 //! | `sse_disconnects_total{reason}` | counter | streams the layer cut: `reason="overflow"` ([`Overflow::Disconnect`](crate::Overflow::Disconnect)), `reason="stall"` ([`stall_timeout`](crate::SseLayer::stall_timeout)) |
 //! | `sse_source_errors_total` | counter | streams ended by an error from their source |
 //! | `sse_streams_expired_total` | counter | streams ended at their [`max_lifetime`](crate::SseLayer::max_lifetime) |
