@@ -23,6 +23,7 @@ pub(crate) struct Counters {
     overflowed: AtomicU64,
     stalled: AtomicU64,
     source_errors: AtomicU64,
+    source_panics: AtomicU64,
     rejected: AtomicU64,
     shed: AtomicU64,
     expired: AtomicU64,
@@ -75,6 +76,9 @@ impl Counters {
     }
     pub(crate) fn source_error(&self) {
         self.source_errors.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn source_panic(&self) {
+        self.source_panics.fetch_add(1, Relaxed);
     }
     pub(crate) fn rejected(&self) {
         self.rejected.fetch_add(1, Relaxed);
@@ -179,6 +183,40 @@ impl SseStats {
     /// Streams ended by an error from their source.
     pub fn source_errors(&self) -> u64 {
         self.get(|c| &c.source_errors)
+    }
+    /// Streams ended because their source panicked while it was polled. The panic
+    /// ends that response only, as if the source had ended (the events it yielded
+    /// before go out, then the end; no [`on_error`](crate::SseLayer::on_error)
+    /// event), and is logged at `ERROR`; the connection, the other streams and the
+    /// server go on.
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use futures_util::StreamExt as _;
+    /// use http::Request;
+    /// use http_body_util::BodyExt;
+    /// use tower::{service_fn, Layer, ServiceExt};
+    /// use tower_sse::{Event, SseLayer, SseResponse};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let layer = SseLayer::new();
+    /// let stats = layer.stats();
+    /// let svc = layer.layer(service_fn(|_req: Request<()>| async {
+    ///     let events = tokio_stream::iter(0..3).map(|i| {
+    ///         assert!(i < 2, "a bug in the handler");
+    ///         Ok::<_, Infallible>(Event::new().data(i.to_string()))
+    ///     });
+    ///     Ok::<_, Infallible>(SseResponse::new(events))
+    /// }));
+    /// let res = svc.oneshot(Request::new(())).await.unwrap();
+    /// let body = res.into_body().collect().await.unwrap().to_bytes();
+    /// assert_eq!(&body[..], b"data: 0\n\ndata: 1\n\n");
+    /// assert_eq!(stats.source_panics(), 1);
+    /// # }
+    /// ```
+    pub fn source_panics(&self) -> u64 {
+        self.get(|c| &c.source_panics)
     }
     /// Streams refused with `503` by [`StreamLimit::reject`](crate::StreamLimit::reject)
     /// or [`PerKeyLimit::reject`](crate::PerKeyLimit::reject). Sheds are counted apart,
@@ -307,6 +345,7 @@ impl fmt::Debug for SseStats {
             .field("overflow_disconnects", &self.overflow_disconnects())
             .field("stall_disconnects", &self.stall_disconnects())
             .field("source_errors", &self.source_errors())
+            .field("source_panics", &self.source_panics())
             .field("streams_rejected", &self.streams_rejected())
             .field("streams_shed", &self.streams_shed())
             .field("streams_expired", &self.streams_expired())

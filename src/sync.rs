@@ -72,6 +72,11 @@ impl<T> Slab<T> {
         self.slots.iter_mut().flatten()
     }
 
+    /// The values stored, taken out.
+    pub(crate) fn into_values(self) -> impl Iterator<Item = T> {
+        self.slots.into_iter().flatten()
+    }
+
     /// How many values are stored.
     pub(crate) fn len(&self) -> usize {
         self.len

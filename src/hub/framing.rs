@@ -20,18 +20,14 @@ pub(crate) fn number(s: &str) -> Option<u64> {
 /// `None` if either is not one. The default of
 /// [`Backplane::compare_ids`](super::Backplane::compare_ids).
 pub(crate) fn compare_ids(a: &str, b: &str) -> Option<Ordering> {
-    let (mut a, mut b) = (a.split('-'), b.split('-'));
-    loop {
-        match (a.next(), b.next()) {
-            (None, None) => return Some(Ordering::Equal),
-            (Some(x), Some(y)) => match number(x)?.cmp(&number(y)?) {
-                Ordering::Equal => {}
-                unequal => return Some(unequal),
-            },
-            (Some(x), None) => return number(x).map(|_| Ordering::Greater),
-            (None, Some(y)) => return number(y).map(|_| Ordering::Less),
-        }
+    let (a, b) = (a.split('-').map(number), b.split('-').map(number));
+    // Every part of both must be a number, not only those before the first that
+    // differ: `7` and `5-(` have no order.
+    if a.clone().chain(b.clone()).any(|n| n.is_none()) {
+        return None;
     }
+    // Number by number; an id that is a prefix of the other comes first.
+    Some(a.cmp(b))
 }
 
 /// `event` encoded without its `id` line (the backplane gives the id).
@@ -59,9 +55,14 @@ pub(crate) fn encode_without_id(event: &Event) -> Bytes {
 }
 
 /// Whether `bytes` is one event block as the encoder writes it, without an `id` line:
-/// lines ending with `\n`, no `\r`, no blank line but the last one. Anything else in a
-/// backplane (written by something else) could break the framing of every stream.
+/// UTF-8, lines ending with `\n`, no `\r`, no blank line but the last one. Anything
+/// else in a backplane (written by something else) could break the framing of every
+/// stream (a client's parser may give up on the whole stream at bytes that are not
+/// UTF-8).
 fn is_block_without_id(bytes: &[u8]) -> bool {
+    if std::str::from_utf8(bytes).is_err() {
+        return false;
+    }
     let Some(body) = bytes.strip_suffix(b"\n") else {
         return false;
     };
@@ -105,6 +106,26 @@ pub(crate) fn frame(topic: &str, id: &str, bytes: &[u8]) -> Option<Bytes> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by `fuzz/fuzz_targets/last_event_id.rs`: the first numbers that differ
+    /// decided, whatever came after them.
+    #[test]
+    fn ids_with_a_part_that_is_not_a_number_have_no_order() {
+        assert_eq!(compare_ids("7", "5-("), None);
+        assert_eq!(compare_ids("5-(", "7"), None);
+        assert_eq!(compare_ids("7-x", "5"), None);
+        assert_eq!(compare_ids("7", "5-0"), Some(Ordering::Greater));
+        assert_eq!(compare_ids("5", "5-0"), Some(Ordering::Less));
+        assert_eq!(compare_ids("5-0", "5-0"), Some(Ordering::Equal));
+    }
+
+    /// Found by `fuzz/fuzz_targets/hub_framing.rs`: a record that is not UTF-8 was
+    /// framed, and a client's parser (eventsource-stream) then failed the stream.
+    #[test]
+    fn a_record_that_is_not_utf8_is_skipped() {
+        assert_eq!(frame("t", "1", b"data: \xff\n\n"), None);
+        assert!(frame("t", "1", "data: é\n\n".as_bytes()).is_some());
+    }
 
     #[test]
     fn id_line_is_removed_from_the_encoding() {

@@ -62,7 +62,7 @@
 //! ```
 
 pub mod backplane;
-mod framing;
+pub(crate) mod framing;
 mod history;
 mod reader;
 #[cfg(feature = "redis")]

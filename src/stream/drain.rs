@@ -3,9 +3,12 @@
 //! In direct mode the body drains the source straight into the outgoing frame; in
 //! pumped mode a task drains it into the stream's queue. Both go through [`drain`]:
 //! the same per-poll budget, the same [`max_event_bytes`](crate::SseLayer::max_event_bytes)
-//! check, the same handling of a source error. Where the events go is the [`Sink`].
+//! check, the same handling of a source error or panic. Where the events go is the
+//! [`Sink`].
 
 use std::{
+    any::Any,
+    panic::{catch_unwind, AssertUnwindSafe},
     pin::Pin,
     task::{Context, Poll},
 };
@@ -46,7 +49,7 @@ pub(crate) enum Drained {
     Full,
     /// The sink's stream is gone.
     Closed,
-    /// The source ended (or failed); the sink had its [`end`](Sink::end).
+    /// The source ended (or failed, or panicked); the sink had its [`end`](Sink::end).
     Ended,
     /// The budget is spent and the source may have more: come back after other tasks.
     Budget,
@@ -100,11 +103,54 @@ impl Rules<'_> {
         tracing::warn!(error = %err, "sse source failed; ending the stream");
         self.config.on_error.as_ref().and_then(|f| f(&err))
     }
+
+    /// Counts and logs a source that panicked (with the panic's message, if it is a
+    /// string).
+    #[cold]
+    fn source_panicked(&self, panic: &(dyn Any + Send)) {
+        self.counters.source_panic();
+        let message = panic
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("(not a string)");
+        tracing::error!(panic = message, "sse source panicked; ending the stream");
+    }
 }
 
 /// Polls `source` and hands its events to `sink` until the source is pending or
 /// ends, the sink is full or closed, or the budget is spent.
+///
+/// A source that panics ends its stream only (it counts as ended, without an
+/// [`on_error`](crate::SseLayer::on_error) event): the events it yielded before go
+/// out, and the task that polled it (hyper's connection, or the pump) goes on.
 pub(crate) fn drain<St, T, E, S>(
+    source: Pin<&mut St>,
+    cx: &mut Context<'_>,
+    sink: &mut S,
+    rules: &Rules<'_>,
+) -> Drained
+where
+    St: Stream<Item = Result<T, E>> + ?Sized,
+    T: Encode,
+    E: Into<BoxError>,
+    S: Sink<T>,
+{
+    // Unwind safety: after a panic the source is never polled again (the stream
+    // ends), and the sink only ever holds whole events.
+    match catch_unwind(AssertUnwindSafe(|| drain_some(source, cx, sink, rules))) {
+        Ok(drained) => drained,
+        Err(panic) => {
+            rules.source_panicked(&*panic);
+            sink.end(None);
+            Drained::Ended
+        }
+    }
+}
+
+/// [`drain`], panics aside.
+#[inline]
+fn drain_some<St, T, E, S>(
     mut source: Pin<&mut St>,
     cx: &mut Context<'_>,
     sink: &mut S,
