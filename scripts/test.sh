@@ -70,4 +70,9 @@ node --test tests/browser/*.test.mjs || status=1
 log "client tests: httpx + httpx-sse (pytest -q tests/python)"
 PYTHONDONTWRITEBYTECODE=1 "$pyenv/bin/python" -m pytest -q tests/python || status=1
 
+# Fuzzing (fuzz/, cargo-fuzz on the nightly toolchain): each target for a bounded time
+# (FUZZ_SECONDS, default 20); a crash fails the run. Longer: scripts/fuzz.sh 600.
+log "fuzzing: scripts/fuzz.sh ${FUZZ_SECONDS:-20} (encoder, Last-Event-ID, hub framing)"
+bash scripts/fuzz.sh "${FUZZ_SECONDS:-20}" || status=1
+
 exit "$status"
