@@ -19,9 +19,8 @@ use tokio::{
     sync::Semaphore,
 };
 
-#[path = "support/demo.rs"]
-mod demo;
-use demo::Demo;
+mod support;
+use support::demo::Demo;
 
 /// Connections per batch, all open at once.
 const BATCH: usize = 2_000;
