@@ -62,8 +62,10 @@
 //! ```
 
 pub mod backplane;
+mod cursor;
 mod framing;
 mod history;
+mod multi;
 mod reader;
 #[cfg(feature = "redis")]
 mod redis;
@@ -84,6 +86,7 @@ use bytes::BytesMut;
 
 pub use self::backplane::{Backplane, BoxFuture, Record};
 pub use self::history::History;
+pub use self::multi::{MultiSubscription, TopicsError};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use self::redis::RedisBackplane;
@@ -436,6 +439,38 @@ impl Hub {
             None => sub.start(last_event_id),
             Some(backplane) => sub.attach(backplane.clone(), last_event_id).await,
         }
+    }
+
+    /// Subscribes to several topics on one stream, with one resumable position: see
+    /// [`MultiSubscription`] (each event named after its topic, one id holding the
+    /// position in every topic, `last_event_id` resuming each topic exactly).
+    ///
+    /// `topics`: 1 to [`MultiSubscription::MAX_TOPICS`] (64) distinct names, each
+    /// usable as an SSE event name (non-empty, no line break). A `last_event_id` that
+    /// is not an id of this topic list starts every topic with [`Resume::Unknown`].
+    ///
+    /// # Errors
+    ///
+    /// [`TopicsError`] for a list that breaks those rules; nothing is subscribed.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tower_sse::hub::TopicsError> {
+    /// use tower_sse::{hub::Hub, SseResponse};
+    /// let hub = Hub::new();
+    /// let sub = hub.subscribe_many(&["prices", "news", "chat:42"], None).await?;
+    /// let response = SseResponse::new(sub); // behind an SseLayer
+    /// # let _ = response;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn subscribe_many<S: AsRef<str>>(
+        &self,
+        topics: &[S],
+        last_event_id: Option<&LastEventId>,
+    ) -> Result<MultiSubscription, TopicsError> {
+        MultiSubscription::check(topics)?;
+        Ok(MultiSubscription::open(&self.inner, topics, last_event_id).await)
     }
 
     /// The counters of `topic`, if it exists.
