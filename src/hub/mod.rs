@@ -36,6 +36,13 @@
 //! dominate. [`Hub::coalesce`] bounds them to one per subscriber per window, at the
 //! price of up to that window of latency on a busy topic (none on a quiet one).
 //!
+//! **Several topics on one stream.** [`Hub::subscribe_many`] gives a
+//! [`MultiSubscription`]: up to 64 topics merged round-robin, each event named after
+//! its topic (`event: <topic>`), with one id that holds the position in every topic
+//! (at most [`MultiSubscription::MAX_ID_LEN`] bytes). With that id as `Last-Event-ID`,
+//! every topic resumes as [`Hub::subscribe`] resumes one: exactly, in process and with
+//! a backplane. Single-topic subscriptions and their ids are unchanged.
+//!
 //! **Several instances.** With a [`Backplane`] ([`Hub::with_backplane`], or
 //! [`Hub::redis`] with feature `redis`), publishers and subscribers may sit on
 //! different instances: the backplane orders the events and gives them their ids, and

@@ -105,6 +105,12 @@ struct Lane {
 /// list (other topics, or the same in another order), or otherwise malformed resumes
 /// the topics it cannot place as [`Resume::Unknown`]; it never fails the subscription.
 ///
+/// **Limits.** A client that saw no event at all has no id to send back: it comes back
+/// live, as with one topic. With a backplane, a topic whose log was empty when the
+/// client subscribed, and of which it has seen no event, resumes as
+/// [`Resume::Unknown`] (the backplane cannot tell what was trimmed since); in process
+/// it resumes from the topic's first event.
+///
 /// **Cost.** Unlike a [`Subscription`], whose events are the shared bytes, each event
 /// is copied once per subscriber (its id is that subscriber's own).
 ///
