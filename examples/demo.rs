@@ -22,6 +22,8 @@
 //! | `GET /idle?hb_ms=H` | no events, a heartbeat every H ms (default 1000; `0`: none) |
 //! | `GET /fanout` | the shared topic: `{"seq":N,"ts_ns":T}` every `FANOUT_MS` ms, and `/publish`; resumes after `Last-Event-ID` |
 //! | `POST /publish` | publishes the UTF-8 body (at most 1 MiB) to `/fanout`, 204 |
+//! | `GET /fanout?topic=A&topic=B…` | topics A, B, … on one stream, `event: <topic>`, one resumable id |
+//! | `POST /publish?topic=A` | publishes the body to topic A, 204 |
 //! | `GET /metrics` | the layer's and the hub's metrics in Prometheus text |
 //!
 //! Every other SSE endpoint sends a heartbeat after 15 s of silence (the layer's
@@ -75,7 +77,7 @@ use tokio::{
 use tokio_stream::Stream;
 use tower::{Layer as _, ServiceExt as _};
 use tower_sse::{
-    hub::{History, Hub, Lag, Resume, Subscription},
+    hub::{History, Hub, Lag, MultiSubscription, Resume, Subscription},
     BoxError, BufferLimits, Event, Heartbeat, LastEventId, Message, Overflow, SseLayer,
     SseResponse,
 };
@@ -397,6 +399,11 @@ fn get(req: &Request<Incoming>) -> Result<Answer, BadParam> {
 /// events published since that one, from the history.
 async fn fanout(hub: &Hub, req: &Request<Incoming>) -> Answer {
     let last_event_id = req.extensions().get::<LastEventId>().cloned();
+    match topics(req.uri().query()) {
+        Ok(None) => {}
+        Ok(Some(topics)) => return fanout_topics(hub, &topics, last_event_id.as_ref()).await,
+        Err(msg) => return bad_request(msg),
+    }
     let subscription = hub.subscribe(FANOUT_TOPIC, last_event_id.as_ref()).await;
     let first = match subscription.resume() {
         Resume::Live | Resume::Replay { .. } => None,
@@ -408,6 +415,80 @@ async fn fanout(hub: &Hub, req: &Request<Incoming>) -> Answer {
         first,
         subscription,
     })
+}
+
+/// `GET /fanout?topic=A&topic=B…`: one stream of several topics, each event named
+/// after its topic; the ids resume every topic at once.
+async fn fanout_topics(hub: &Hub, topics: &[String], last: Option<&LastEventId>) -> Answer {
+    let subscription = match hub.subscribe_many(topics, last).await {
+        Ok(subscription) => subscription,
+        Err(err) => return bad_request(format!("{err}\n")),
+    };
+    let unknown: Vec<&str> = subscription
+        .resumes()
+        .filter(|(_, resume)| *resume == Resume::Unknown)
+        .map(|(topic, _)| topic)
+        .collect();
+    let first = (!unknown.is_empty()).then(|| {
+        Event::new().comment(format!(
+            "unknown Last-Event-ID: events missed in {}",
+            unknown.join(" ")
+        ))
+    });
+    SseResponse::new(Events::Topics {
+        first,
+        subscription,
+    })
+}
+
+/// The most topics on one `/fanout` stream, and the longest topic name.
+const MAX_TOPICS: usize = 64;
+const MAX_TOPIC_LEN: usize = 128;
+
+/// The `topic=…` values of `query` (percent-decoded), `None` without any: 1 to 64
+/// names of 1 to 128 characters from `[A-Za-z0-9_.:-]`, else the 400 message.
+fn topics(query: Option<&str>) -> Result<Option<Vec<String>>, String> {
+    let mut topics = Vec::new();
+    for pair in query.unwrap_or_default().split('&') {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if key != "topic" {
+            continue;
+        }
+        let name = percent_decoded(value).filter(|name| {
+            (1..=MAX_TOPIC_LEN).contains(&name.len())
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b))
+        });
+        let Some(name) = name else {
+            return Err(format!(
+                "query parameter `topic`: expected 1 to {MAX_TOPIC_LEN} characters \
+                 from [A-Za-z0-9_.:-]\n"
+            ));
+        };
+        topics.push(name);
+    }
+    match topics.len() {
+        0 => Ok(None),
+        1..=MAX_TOPICS => Ok(Some(topics)),
+        n => Err(format!("{n} topics: at most {MAX_TOPICS}\n")),
+    }
+}
+
+/// `text` with its `%XX` escapes decoded; `None` if one is malformed or the result is
+/// not UTF-8.
+fn percent_decoded(text: &str) -> Option<String> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut bytes = text.bytes();
+    while let Some(b) = bytes.next() {
+        if b != b'%' {
+            out.push(b);
+            continue;
+        }
+        let hex = [bytes.next()?, bytes.next()?];
+        out.push(u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?);
+    }
+    String::from_utf8(out).ok()
 }
 
 /// `res` with a heartbeat every `name=…` ms from the query (`default_ms` when absent).
@@ -444,6 +525,13 @@ fn per_stream_timer() -> bool {
 /// `POST /publish`: the body, if UTF-8 and at most 1 MiB, becomes one event's data on
 /// the `/fanout` topic.
 async fn publish(hub: &Hub, req: Request<Incoming>) -> Answer {
+    // `?topic=A`: that topic (exactly one, named as `/fanout` takes them).
+    let topic = match topics(req.uri().query()) {
+        Ok(None) => FANOUT_TOPIC.to_owned(),
+        Ok(Some(mut topics)) if topics.len() == 1 => topics.remove(0),
+        Ok(Some(_)) => return bad_request("one `topic` at most\n"),
+        Err(msg) => return bad_request(msg),
+    };
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -467,7 +555,7 @@ async fn publish(hub: &Hub, req: Request<Incoming>) -> Answer {
     };
     // Encoded once by the hub; every subscriber gets the same bytes. (An in-process hub
     // never fails; a hub with a backplane can.)
-    if let Err(err) = hub.publish(FANOUT_TOPIC, Event::new().data(data)).await {
+    if let Err(err) = hub.publish(&topic, Event::new().data(data)).await {
         return text(
             StatusCode::SERVICE_UNAVAILABLE,
             "text/plain; charset=utf-8",
@@ -585,6 +673,11 @@ enum Events {
         first: Option<Event>,
         subscription: Subscription,
     },
+    /// A `/fanout?topic=…` subscription to several topics, after `first` if set.
+    Topics {
+        first: Option<Event>,
+        subscription: MultiSubscription,
+    },
 }
 
 impl Events {
@@ -622,6 +715,13 @@ impl Stream for Events {
                 Some(event) => Some(Message::Event(event)),
                 // The hub's items: the shared bytes ([`Message::Encoded`], not encoded
                 // again) and the lag comment.
+                None => return Pin::new(subscription).poll_next(cx),
+            },
+            Events::Topics {
+                first,
+                subscription,
+            } => match first.take() {
+                Some(event) => Some(Message::Event(event)),
                 None => return Pin::new(subscription).poll_next(cx),
             },
         };

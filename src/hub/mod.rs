@@ -36,6 +36,13 @@
 //! dominate. [`Hub::coalesce`] bounds them to one per subscriber per window, at the
 //! price of up to that window of latency on a busy topic (none on a quiet one).
 //!
+//! **Several topics on one stream.** [`Hub::subscribe_many`] gives a
+//! [`MultiSubscription`]: up to 64 topics merged round-robin, each event named after
+//! its topic (`event: <topic>`), with one id that holds the position in every topic
+//! (at most [`MultiSubscription::MAX_ID_LEN`] bytes). With that id as `Last-Event-ID`,
+//! every topic resumes as [`Hub::subscribe`] resumes one: exactly, in process and with
+//! a backplane. Single-topic subscriptions and their ids are unchanged.
+//!
 //! **Several instances.** With a [`Backplane`] ([`Hub::with_backplane`], or
 //! [`Hub::redis`] with feature `redis`), publishers and subscribers may sit on
 //! different instances: the backplane orders the events and gives them their ids, and
@@ -62,8 +69,10 @@
 //! ```
 
 pub mod backplane;
+mod cursor;
 pub(crate) mod framing;
 mod history;
+mod multi;
 mod reader;
 #[cfg(feature = "redis")]
 mod redis;
@@ -84,6 +93,7 @@ use bytes::BytesMut;
 
 pub use self::backplane::{Backplane, BoxFuture, Record};
 pub use self::history::History;
+pub use self::multi::{MultiSubscription, TopicsError};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use self::redis::RedisBackplane;
@@ -436,6 +446,38 @@ impl Hub {
             None => sub.start(last_event_id),
             Some(backplane) => sub.attach(backplane.clone(), last_event_id).await,
         }
+    }
+
+    /// Subscribes to several topics on one stream, with one resumable position: see
+    /// [`MultiSubscription`] (each event named after its topic, one id holding the
+    /// position in every topic, `last_event_id` resuming each topic exactly).
+    ///
+    /// `topics`: 1 to [`MultiSubscription::MAX_TOPICS`] (64) distinct names, each
+    /// usable as an SSE event name (non-empty, no line break). A `last_event_id` that
+    /// is not an id of this topic list starts every topic with [`Resume::Unknown`].
+    ///
+    /// # Errors
+    ///
+    /// [`TopicsError`] for a list that breaks those rules; nothing is subscribed.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tower_sse::hub::TopicsError> {
+    /// use tower_sse::{hub::Hub, SseResponse};
+    /// let hub = Hub::new();
+    /// let sub = hub.subscribe_many(&["prices", "news", "chat:42"], None).await?;
+    /// let response = SseResponse::new(sub); // behind an SseLayer
+    /// # let _ = response;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn subscribe_many<S: AsRef<str>>(
+        &self,
+        topics: &[S],
+        last_event_id: Option<&LastEventId>,
+    ) -> Result<MultiSubscription, TopicsError> {
+        MultiSubscription::check(topics)?;
+        Ok(MultiSubscription::open(&self.inner, topics, last_event_id).await)
     }
 
     /// The counters of `topic`, if it exists.

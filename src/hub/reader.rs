@@ -6,7 +6,7 @@ use std::{
     cmp::Ordering,
     collections::hash_map::RandomState,
     hash::{BuildHasher, Hasher},
-    sync::{Arc, Weak},
+    sync::{Arc, OnceLock, Weak},
     time::Duration,
 };
 
@@ -23,14 +23,16 @@ use super::{
 /// Needs a tokio runtime.
 pub(crate) fn spawn(topic: &Arc<Topic>, backplane: Arc<dyn Backplane>, limits: History) -> Feed {
     let (ready_tx, ready) = watch::channel(false);
+    let start = Arc::new(OnceLock::new());
     let task = tokio::spawn(read_loop(
         Arc::downgrade(topic),
         topic.name.clone(),
         backplane,
         limits,
         ready_tx,
+        start.clone(),
     ));
-    Feed::new(task.abort_handle(), ready)
+    Feed::new(task.abort_handle(), ready, start)
 }
 
 /// Reads `name` from the backplane into the topic's history until the topic is gone.
@@ -40,12 +42,16 @@ async fn read_loop(
     backplane: Arc<dyn Backplane>,
     limits: History,
     ready: watch::Sender<bool>,
+    start: Arc<OnceLock<Arc<str>>>,
 ) {
     let mut backoff = Backoff::default();
     let mut after: Option<Arc<str>> = None;
     loop {
         let result = match after.clone() {
             None => backplane.tail(&name).await.map(|tail| {
+                // Where this topic's local history starts: a subscriber's position
+                // before the first entry (`MultiSubscription` ids).
+                let _ = start.set(tail.clone());
                 after = Some(tail);
                 Vec::new()
             }),

@@ -13,6 +13,7 @@ use futures_core::Stream;
 
 use super::{
     backplane::Backplane,
+    cursor::Position,
     framing,
     topic::{Read, Topic},
     Inner, Lag,
@@ -143,6 +144,61 @@ impl Subscription {
         drop(state);
         self.cursor = cursor;
         self.skip_through = Some(through);
+    }
+
+    /// Starts a subscriber of `topic` (already counted) at `position` (`None`: live),
+    /// as [`Hub::subscribe`](super::Hub::subscribe) does with an id;
+    /// [`Position::Beginning`] replays the whole history if it still starts at the
+    /// topic's first event (in process; with a backplane it is unknown), and
+    /// [`Position::Unknown`] starts live with [`Resume::Unknown`].
+    pub(super) async fn open(
+        hub: Arc<Inner>,
+        topic: Arc<Topic>,
+        position: Option<&Position>,
+    ) -> Self {
+        let sub = Self::register(hub.clone(), topic);
+        let last = match position {
+            Some(Position::After(id)) => Some(LastEventId::new(id.to_string())),
+            _ => None,
+        };
+        let mut sub = match &hub.backplane {
+            None => sub.start(last.as_ref()),
+            Some(backplane) => sub.attach(backplane.clone(), last.as_ref()).await,
+        };
+        match position {
+            None | Some(Position::After(_)) => {}
+            Some(Position::Unknown) => sub.resume = Resume::Unknown,
+            Some(Position::Beginning) => {
+                let state = sub.topic.lock();
+                let (first, next) = (state.entries().next().map(|e| e.seq), state.next_seq());
+                drop(state);
+                sub.resume = match (&hub.backplane, first.unwrap_or(next)) {
+                    (None, 0) => {
+                        sub.cursor = 0;
+                        Resume::Replay { missed: next }
+                    }
+                    _ => Resume::Unknown,
+                };
+            }
+        }
+        sub
+    }
+
+    /// Where this subscriber stands before its next event, if it has not replayed
+    /// anything: after the history entry before its cursor; before the topic's first
+    /// event (in process) or after the backplane position its reader started from;
+    /// otherwise unknown.
+    pub(super) fn position(&self) -> Position {
+        if self.cursor == 0 {
+            return match self.topic.feed.get() {
+                None => Position::Beginning,
+                Some(feed) => feed.start().map_or(Position::Unknown, Position::After),
+            };
+        }
+        match self.topic.lock().read(self.cursor - 1) {
+            Read::Entry(entry) => Position::After(entry.id),
+            Read::Lagged(_) | Read::Empty => Position::Unknown,
+        }
     }
 
     /// How this subscription started: live, replaying, or from an unknown id.

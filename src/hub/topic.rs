@@ -251,12 +251,25 @@ pub(crate) struct Feed {
     task: AbortHandle,
     /// `true` once the task knows where it starts (or failed to find out).
     ready: watch::Receiver<bool>,
+    /// The position the task started from (the first entry it appends comes after
+    /// it), once known.
+    start: Arc<OnceLock<Arc<str>>>,
 }
 
 impl Feed {
-    /// The task `task`, which sends `true` to `ready` once it knows where it starts.
-    pub(crate) fn new(task: AbortHandle, ready: watch::Receiver<bool>) -> Self {
-        Self { task, ready }
+    /// The task `task`, which sends `true` to `ready` once it knows where it starts,
+    /// and sets `start` to that position.
+    pub(crate) fn new(
+        task: AbortHandle,
+        ready: watch::Receiver<bool>,
+        start: Arc<OnceLock<Arc<str>>>,
+    ) -> Self {
+        Self { task, ready, start }
+    }
+
+    /// The position the task started from, once known.
+    pub(crate) fn start(&self) -> Option<Arc<str>> {
+        self.start.get().cloned()
     }
 
     /// Resolves once the task knows where it starts (or failed to find out), so that
