@@ -93,6 +93,14 @@ async fn route(seen: &Seen, req: Request<RequestBody>) -> SseResponse<Events> {
             let events: Events = Box::pin(then_pending(vec![Ok(Event::new().data("hello"))]));
             SseResponse::new(events)
         }
+        (&Method::GET, "/endless") => {
+            // 1 KiB events, always ready: as fast as the socket takes them.
+            let data = "x".repeat(1024);
+            let events: Events = Box::pin(futures_util::stream::repeat_with(move || {
+                Ok(Event::new().data(data.clone()))
+            }));
+            SseResponse::new(events)
+        }
         (&Method::POST, "/publish") => {
             seen.called.fetch_add(1, Ordering::SeqCst);
             match req.into_body().collect().await {
@@ -316,7 +324,7 @@ async fn serves_http2_with_prior_knowledge_on_the_same_port() {
 }
 
 #[tokio::test]
-async fn accepted_sockets_get_nodelay_keepalive_user_timeout_and_a_send_buffer() {
+async fn accepted_sockets_get_nodelay_keepalive_user_timeout_and_send_queue_bounds() {
     #[derive(Debug, Default, Clone)]
     struct Options {
         nodelay: bool,
@@ -326,6 +334,7 @@ async fn accepted_sockets_get_nodelay_keepalive_user_timeout_and_a_send_buffer()
         retries: u32,
         user_timeout: Option<Duration>,
         send_buffer: usize,
+        notsent_lowat: u32,
     }
     let seen = Arc::new(Mutex::new(None::<Options>));
     let hook_seen = seen.clone();
@@ -343,6 +352,7 @@ async fn accepted_sockets_get_nodelay_keepalive_user_timeout_and_a_send_buffer()
                     retries: sock.tcp_keepalive_retries().unwrap(),
                     user_timeout: sock.tcp_user_timeout().unwrap(),
                     send_buffer: sock.send_buffer_size().unwrap(),
+                    notsent_lowat: sock.tcp_notsent_lowat().unwrap(),
                 });
             })
     })
@@ -359,5 +369,68 @@ async fn accepted_sockets_get_nodelay_keepalive_user_timeout_and_a_send_buffer()
     assert_eq!(options.user_timeout, Some(Duration::from_secs(25)));
     // Linux reports twice the size asked for (its bookkeeping included).
     assert_eq!(options.send_buffer, 32 * 1024);
+    // The default low-water mark of unsent bytes.
+    assert_eq!(options.notsent_lowat, 16 * 1024);
+    server.stop().await.unwrap();
+}
+
+/// The server-side kernel send queue (`Send-Q`: unsent and unacknowledged bytes) of the
+/// connection from local port `port`, as `ss` (iproute2) reports it.
+fn send_queue(server: SocketAddr, client_port: u16) -> u64 {
+    let out = std::process::Command::new("ss")
+        .args(["-tnH", "state", "established"])
+        .arg(format!(
+            "( sport = :{} and dport = :{client_port} )",
+            server.port()
+        ))
+        .output()
+        .expect("running `ss` (iproute2 is needed)");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let line = text
+        .lines()
+        .next()
+        .unwrap_or_else(|| panic!("no such socket: {text:?}"));
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Opens `/endless`, stops reading, and returns the server's kernel send queue once
+/// it stopped growing.
+async fn stalled_send_queue(server: &Running) -> u64 {
+    let mut client = RawClient::connect(server.addr).await;
+    client.get("/endless", &[]).await;
+    assert_eq!(client.read_head().await.status, 200);
+    let client_port = client.local_addr().port();
+    // The client reads nothing more; wait until the queue is the same 5 times in a row.
+    within("the send queue stops growing", async {
+        let (mut last, mut same) = (u64::MAX, 0);
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let queue = send_queue(server.addr, client_port);
+            same = if queue == last { same + 1 } else { 0 };
+            last = queue;
+            if same == 5 {
+                return queue;
+            }
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_stalled_reader_holds_at_most_64_kib_in_the_kernel_send_queue() {
+    let server = Running::start(|s| s).await;
+    let bounded = stalled_send_queue(&server).await;
+    println!(
+        "kernel send queue of a stalled reader: {} KiB (TCP_NOTSENT_LOWAT 16 KiB)",
+        bounded / 1024
+    );
+    assert!(bounded <= 64 * 1024, "{bounded} bytes");
+    server.stop().await.unwrap();
+
+    // Without the low-water mark, autotuning lets the queue grow far beyond.
+    let server = Running::start(|s| s.tcp_notsent_lowat(None)).await;
+    let unbounded = stalled_send_queue(&server).await;
+    println!("without it: {} KiB", unbounded / 1024);
+    assert!(unbounded > 4 * bounded, "{unbounded} bytes");
     server.stop().await.unwrap();
 }

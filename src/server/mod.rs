@@ -43,7 +43,7 @@
 //! | out of file descriptors | the accept loop pauses (10 ms, doubling to 500 ms) instead of spinning, and logs (`tracing`, `warn`) at most once a second | |
 //! | small writes | `TCP_NODELAY` | |
 //! | dead peers | TCP keepalive and `TCP_USER_TIMEOUT` (Linux), see below | [`tcp_keepalive`](Server::tcp_keepalive) (30 s, 10 s, 3), [`tcp_user_timeout`](Server::tcp_user_timeout) (30 s) |
-//! | kernel memory | `SO_SNDBUF`, see below | [`send_buffer_size`](Server::send_buffer_size) (32 KiB) |
+//! | kernel memory | `TCP_NOTSENT_LOWAT` (Linux), optionally `SO_SNDBUF`, see below | [`tcp_notsent_lowat`](Server::tcp_notsent_lowat) (16 KiB), [`send_buffer_size`](Server::send_buffer_size) (none) |
 //! | server memory | hyper's HTTP/1 write buffer and HTTP/2 per-stream send buffer | [`http1_max_buf_size`](Server::http1_max_buf_size) (64 KiB), [`http2_max_send_buf_size`](Server::http2_max_send_buf_size) (16 KiB), [`http2_max_concurrent_streams`](Server::http2_max_concurrent_streams) (200) |
 //! | shutdown | when the signal future resolves: stop accepting, end the layer's open streams ([`streams`](Server::streams)), let every connection finish its responses, drop those still open after the grace period; then [`serve`](Server::serve) returns | [`shutdown_grace`](Server::shutdown_grace) (3 s) |
 //!
@@ -75,10 +75,14 @@
 //!   plus one body frame (h2 takes a whole frame once any send capacity is free), times
 //!   at most [`http2_max_concurrent_streams`](Server::http2_max_concurrent_streams) streams
 //!   per connection;
-//! - **the kernel**: Linux doubles the `SO_SNDBUF` value asked for and counts its own
-//!   bookkeeping in it, so at most 2 × [`send_buffer_size`](Server::send_buffer_size) of
-//!   queued data: 64 KiB per connection by default (autotuning would let it grow to
-//!   `net.ipv4.tcp_wmem`'s maximum, 4 MiB by default).
+//! - **the kernel**: what is queued and not yet sent stops growing at
+//!   [`tcp_notsent_lowat`](Server::tcp_notsent_lowat) plus the one write that crossed
+//!   it (at most a 64 KiB segment); a stalled reader's window is closed, so nothing is
+//!   in flight. Measured on loopback with 16 KiB (`tests/server.rs`): 17 KiB queued
+//!   per stalled connection, against 3.6 MiB without it (autotuning up to
+//!   `net.ipv4.tcp_wmem`'s maximum); a plain socket writing 64 KiB at a time: 46 KiB,
+//!   at 1.2 GB/s for a reading client instead of 1.7. Elsewhere than Linux, set
+//!   [`send_buffer_size`](Server::send_buffer_size).
 //!
 //! # TLS
 //!
@@ -269,15 +273,35 @@ impl Server {
         self
     }
 
-    /// `SO_SNDBUF` of each connection: bounds what the kernel queues for a client that
-    /// stops reading (Linux: at most twice this). Default 32 KiB, which keeps one
-    /// `/stream` connection's throughput (measured in RELIABILITY.md). `None` leaves
-    /// the kernel's autotuning (up to `net.ipv4.tcp_wmem`'s maximum, 4 MiB by default).
+    /// `TCP_NOTSENT_LOWAT` (Linux and Android; ignored elsewhere): the kernel takes
+    /// more bytes from the server only while fewer than this are queued and not yet
+    /// sent. This bounds what a client that stops reading holds in the kernel without
+    /// limiting the bytes in flight, so throughput is kept. Default 16 KiB; see
+    /// [memory per stalled connection](self#memory-per-stalled-connection).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
     /// let server = tower_sse::server::Server::bind("127.0.0.1:0").await?
-    ///     .send_buffer_size(Some(64 * 1024));
+    ///     .tcp_notsent_lowat(Some(32 * 1024));
+    /// # Ok(()) }
+    /// ```
+    pub fn tcp_notsent_lowat(mut self, bytes: Option<u32>) -> Self {
+        self.settings.notsent_lowat = bytes;
+        self
+    }
+
+    /// `SO_SNDBUF` of each connection: a hard cap on the kernel's send queue (Linux:
+    /// at most twice this, its bookkeeping included), in flight or not. Default `None`
+    /// (the kernel's autotuning, bounded by [`tcp_notsent_lowat`](Self::tcp_notsent_lowat)
+    /// for a stalled reader). A small value limits throughput to about this much per
+    /// round trip, and on loopback (64 KiB segments, delayed ACKs) 32 KiB cut a
+    /// connection from 1.7 GB/s to 2 MB/s (the demo's `/stream`: 1.5 MB/s): prefer the
+    /// low-water mark.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+    /// let server = tower_sse::server::Server::bind("127.0.0.1:0").await?
+    ///     .send_buffer_size(Some(256 * 1024));
     /// # Ok(()) }
     /// ```
     pub fn send_buffer_size(mut self, bytes: Option<usize>) -> Self {

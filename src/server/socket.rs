@@ -65,6 +65,10 @@ pub(crate) fn configure(tcp: &TcpStream, settings: &Settings) -> io::Result<()> 
     if let Some(timeout) = settings.user_timeout {
         socket.set_tcp_user_timeout(Some(timeout))?;
     }
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if let Some(lowat) = settings.notsent_lowat {
+        socket.set_tcp_notsent_lowat(lowat)?;
+    }
     if let Some(size) = settings.send_buffer {
         socket.set_send_buffer_size(size)?;
     }

@@ -317,6 +317,11 @@ impl RawClient {
         }
     }
 
+    /// The client's own address.
+    pub(crate) fn local_addr(&self) -> SocketAddr {
+        self.tcp.local_addr().unwrap()
+    }
+
     /// Reads whatever bytes come next (buffered ones first); 0 at the end of stream.
     pub(crate) async fn read_raw(&mut self, out: &mut [u8]) -> usize {
         if self.buf.is_empty() && !self.fill().await {
