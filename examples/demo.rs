@@ -33,7 +33,10 @@
 //! port; the `listening on …` line shows the actual one), `FANOUT_MS` (default 100),
 //! `FANOUT_COALESCE_MS` (default 30: an event published within 30 ms of the last
 //! delivery waits for the end of those 30 ms and goes out with the others; `0`: every
-//! event at once).
+//! event at once), `REQUEST_TIMEOUT_MS` (default 10000: a connection has this long to
+//! send a request head, a request its whole body, else `408`), `MAX_CONNECTIONS`
+//! (default: the open-files limit minus 128; past it an SSE request gets a `retry:` and
+//! the end, any other a `503`). The server is [`Server`] (the crate's `server` feature).
 //! SIGINT or SIGTERM ends every open stream (with a `retry: 1000` hint) and exits.
 //!
 //! # Structure
@@ -64,28 +67,24 @@ use std::{
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
-use hyper::body::Incoming;
-use hyper_util::{
-    rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::{conn::auto, graceful::GracefulShutdown},
-};
 use tokio::{
-    net::{TcpListener, TcpSocket},
     signal::unix::{signal, SignalKind},
     time::{Interval, MissedTickBehavior},
 };
 use tokio_stream::Stream;
-use tower::{Layer as _, ServiceExt as _};
+use tower::Layer as _;
 use tower_sse::{
     hub::{History, Hub, Lag, MultiSubscription, Resume, Subscription},
+    server::{RequestBody, Server},
     BoxError, BufferLimits, Event, Heartbeat, LastEventId, Message, Overflow, SseLayer,
     SseResponse,
 };
 use tower_sse::{limit, PerKeyLimit, StreamLimit};
 
 const DEFAULT_PORT: u16 = 3000;
-/// Pending connections the kernel queues for `accept` (load generators open thousands).
-const BACKLOG: u32 = 4096;
+/// `REQUEST_TIMEOUT_MS`'s default: a connection has this long to send a request head,
+/// a request its whole body.
+const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 10_000;
 /// The longest interval a query or `FANOUT_MS` may ask for: one day.
 const MAX_MS: u64 = 86_400_000;
 
@@ -161,63 +160,35 @@ async fn main() -> Result<(), BoxError> {
     install_metrics(&sse, &hub)?;
     let app = sse.layer(tower::service_fn(move |req| route(hub.clone(), req)));
 
-    let listener = bind(&host, port).await?;
+    // HTTP/1.1 and h2c on one port, with the request timeout, the connection cap (by
+    // default the fd limit minus 128; past it an answer at once), TCP keepalive, user
+    // timeout and a bounded send buffer: `tower_sse::server`'s defaults. hyper's HTTP/1
+    // write queue is kept to 64 KiB (the layer's frame cap), so a busy or slow stream
+    // holds about one frame in the layer plus one in hyper.
+    let request_timeout = env_number("REQUEST_TIMEOUT_MS", DEFAULT_REQUEST_TIMEOUT_MS, MAX_MS)?;
+    let mut server = Server::bind((host.as_str(), port))
+        .await?
+        .request_timeout(Duration::from_millis(request_timeout.max(1)))
+        .http1_max_buf_size(64 * 1024)
+        // At SIGINT/SIGTERM every open SSE stream (and any that opens from now on) ends,
+        // telling browsers to come back in a second.
+        .streams(shutdown, Event::new().retry(Duration::from_millis(1000)))
+        .shutdown_grace(SHUTDOWN_GRACE);
+    if std::env::var_os("MAX_CONNECTIONS").is_some() {
+        let max = env_number("MAX_CONNECTIONS", 0, u32::MAX.into())?;
+        server = server.max_connections(usize::try_from(max)?);
+    }
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
-    println!("listening on http://{}", listener.local_addr()?);
+    println!("listening on http://{}", server.local_addr()?);
     io::stdout().flush()?;
-
-    // HTTP/1.1 and HTTP/2 with prior knowledge (h2c) on the same port. No limit on
-    // connections; the timer enables hyper's 30 s limit on reading request headers.
-    let mut http = auto::Builder::new(TokioExecutor::new());
-    // hyper's HTTP/1 write queue would otherwise take frames until it holds ~400 KiB
-    // per connection; 64 KiB (the layer's frame cap) keeps a busy or slow stream's
-    // memory to about one frame in the layer plus one in hyper.
-    http.http1()
-        .timer(TokioTimer::new())
-        .max_buf_size(64 * 1024);
-    http.http2().timer(TokioTimer::new());
-    let graceful = GracefulShutdown::new();
-    loop {
+    let stop = async move {
         tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, peer)) => {
-                    // Events are small writes that should leave at once.
-                    let _ = tcp.set_nodelay(true);
-                    let app = app.clone();
-                    // The peer's address, for `MAX_STREAMS_PER_CLIENT` (`limit::client_ip`).
-                    let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-                        req.extensions_mut().insert(peer);
-                        app.clone().oneshot(req)
-                    });
-                    let conn = http.serve_connection(TokioIo::new(tcp), svc).into_owned();
-                    let conn = graceful.watch(conn);
-                    tokio::spawn(async move {
-                        // A client that goes away is not an error worth reporting.
-                        let _ = conn.await;
-                    });
-                }
-                Err(err) => {
-                    // Out of file descriptors, typically: back off instead of spinning.
-                    eprintln!("accept failed: {err}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            _ = sigterm.recv() => break,
-            _ = sigint.recv() => break,
+            _ = sigterm.recv() => {}
+            _ = sigint.recv() => {}
         }
-    }
-
-    drop(listener);
-    // End every open SSE stream (and any that opens from now on), telling browsers to
-    // come back in a second; then let hyper finish the connections.
-    shutdown.shutdown_with(Event::new().retry(Duration::from_millis(1000)));
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        eprintln!("connections still open after {SHUTDOWN_GRACE:?}; closing them");
-    }
+    };
+    server.serve(app, stop).await?;
     Ok(())
 }
 
@@ -249,26 +220,6 @@ fn env_number(name: &str, default: u64, max: u64) -> Result<u64, BoxError> {
         },
         Err(err) => Err(format!("{name}: {err}").into()),
     }
-}
-
-/// A listener on the first address `host` resolves to, with a deep accept queue.
-async fn bind(host: &str, port: u16) -> io::Result<TcpListener> {
-    let mut last_err = None;
-    for addr in tokio::net::lookup_host((host, port)).await? {
-        let socket = if addr.is_ipv4() {
-            TcpSocket::new_v4()?
-        } else {
-            TcpSocket::new_v6()?
-        };
-        socket.set_reuseaddr(true)?;
-        match socket.bind(addr).and_then(|()| socket.listen(BACKLOG)) {
-            Ok(listener) => return Ok(listener),
-            Err(err) => last_err = Some(err),
-        }
-    }
-    Err(last_err.unwrap_or_else(|| {
-        io::Error::new(io::ErrorKind::InvalidInput, "HOST resolves to no address")
-    }))
 }
 
 // ---------------------------------------------------------------------------------
@@ -329,7 +280,7 @@ fn render_metrics() -> Answer {
 type Answer = SseResponse<Events>;
 
 /// Every endpoint, by method and path.
-async fn route(hub: Hub, req: Request<Incoming>) -> Result<Answer, Infallible> {
+async fn route(hub: Hub, req: Request<RequestBody>) -> Result<Answer, Infallible> {
     Ok(match (req.method(), req.uri().path()) {
         (&Method::GET, "/fanout") => fanout(&hub, &req).await,
         (&Method::GET, "/metrics") => render_metrics(),
@@ -340,7 +291,7 @@ async fn route(hub: Hub, req: Request<Incoming>) -> Result<Answer, Infallible> {
 }
 
 /// The `GET` endpoints but `/fanout`.
-fn get(req: &Request<Incoming>) -> Result<Answer, BadParam> {
+fn get(req: &Request<RequestBody>) -> Result<Answer, BadParam> {
     let query = req.uri().query();
     let answer = match req.uri().path() {
         "/" => text(StatusCode::OK, "text/html; charset=utf-8", PAGE),
@@ -397,7 +348,7 @@ fn get(req: &Request<Incoming>) -> Result<Answer, BadParam> {
 /// `GET /fanout`: a subscription to the topic. With the `Last-Event-ID` of a browser
 /// that reconnects (the layer puts it in the request's extensions), it starts with the
 /// events published since that one, from the history.
-async fn fanout(hub: &Hub, req: &Request<Incoming>) -> Answer {
+async fn fanout(hub: &Hub, req: &Request<RequestBody>) -> Answer {
     let last_event_id = req.extensions().get::<LastEventId>().cloned();
     match topics(req.uri().query()) {
         Ok(None) => {}
@@ -524,7 +475,7 @@ fn per_stream_timer() -> bool {
 
 /// `POST /publish`: the body, if UTF-8 and at most 1 MiB, becomes one event's data on
 /// the `/fanout` topic.
-async fn publish(hub: &Hub, req: Request<Incoming>) -> Answer {
+async fn publish(hub: &Hub, req: Request<RequestBody>) -> Answer {
     // `?topic=A`: that topic (exactly one, named as `/fanout` takes them).
     let topic = match topics(req.uri().query()) {
         Ok(None) => FANOUT_TOPIC.to_owned(),
@@ -568,7 +519,7 @@ async fn publish(hub: &Hub, req: Request<Incoming>) -> Answer {
 }
 
 /// Reads and drops what remains of a too-large body (bounded in bytes and time).
-async fn discard(body: &mut Incoming) {
+async fn discard(body: &mut RequestBody) {
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         let mut left = MAX_DISCARD_BYTES;
         while let Some(Ok(frame)) = body.frame().await {

@@ -21,6 +21,9 @@ python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 # redis-server (Debian's) on free loopback ports, with temporary directories, and fail
 # without one; REDIS_SERVER_BIN may name another binary.
 [ -n "${REDIS_SERVER_BIN:-}" ] || command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+# tests/dead_peer.rs puts a client in a network namespace (`ip netns`, veth) and needs
+# root and iproute2; it fails without them.
+command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "installing ${need_apt[*]} (apt)"
   export DEBIAN_FRONTEND=noninteractive

@@ -73,6 +73,7 @@
 //! | `json` | [`Event::json_data`] through `serde_json` |
 //! | `axum` | [`axum`]: `IntoResponse` for [`SseResponse`], `Option<LastEventId>` extractor |
 //! | `hub` | [`hub`]: publish once to many subscribers, bounded history, replay |
+//! | `server` | [`server::Server`]: serves a tower service over hyper (HTTP/1.1 and h2c) with timeouts, a connection cap, socket options and graceful shutdown |
 //! | `redis` | [`hub::RedisBackplane`], [`Hub::redis`](hub::Hub::redis): the hub across instances on Redis Streams (Rust 1.88, the `redis` crate's) |
 //! | `metrics` | [`metrics`]: the layer's and the hub's counters, gauges and stream-lifetime histogram through the `metrics` facade |
 
@@ -103,6 +104,9 @@ pub mod limit;
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;
 mod response;
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+pub mod server;
 mod service;
 pub mod shutdown;
 mod state;

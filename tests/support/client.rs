@@ -120,6 +120,22 @@ impl RawClient {
         }
     }
 
+    /// The client's own address.
+    pub(crate) fn local_addr(&self) -> SocketAddr {
+        self.tcp.local_addr().unwrap()
+    }
+
+    /// Reads whatever bytes come next (buffered ones first); 0 at the end of stream.
+    pub(crate) async fn read_raw(&mut self, out: &mut [u8]) -> usize {
+        if self.buf.is_empty() && !self.fill().await {
+            return 0;
+        }
+        let n = out.len().min(self.buf.len());
+        out[..n].copy_from_slice(&self.buf[..n]);
+        self.buf.drain(..n);
+        n
+    }
+
     /// Reads up to and including the next `\r\n`, returning the line without it.
     async fn line(&mut self) -> Option<Vec<u8>> {
         loop {
