@@ -92,6 +92,9 @@ const PUBLISH_EVERY: Duration = Duration::from_millis(10);
 /// `/drop`: an event every 5 ms, 512 bytes of data each.
 const DROP_EVERY: Duration = Duration::from_millis(5);
 const DROP_PAYLOAD: usize = 512;
+/// `/count`: [`FINITE`] events, one every 5 ms, then the end.
+const FINITE: u64 = 100;
+const FINITE_EVERY: Duration = Duration::from_millis(5);
 /// The longest a reading client may wait for its next event before the test fails.
 const SILENCE: Duration = Duration::from_secs(10);
 /// Patience for the end of a phase (all clients gone, counters settled).
@@ -151,6 +154,7 @@ struct Server {
     server: TestServer,
     wait: SseStats,
     drop: SseStats,
+    finite: SseStats,
     publisher: JoinHandle<()>,
     published: Arc<AtomicU64>,
 }
@@ -171,7 +175,8 @@ async fn start_server() -> Server {
         .buffer(BufferLimits::new(16, 64 * 1024))
         .on_overflow(Overflow::DropOldest)
         .gap_event(gap);
-    let (wait, drop) = (wait_layer.stats(), drop_layer.stats());
+    let finite_layer = SseLayer::new().heartbeat(HEARTBEAT);
+    let (wait, drop, finite) = (wait_layer.stats(), drop_layer.stats(), finite_layer.stats());
     let hub = Hub::with_history(History::new(1000, 1 << 20));
 
     let hub_in = hub.clone();
@@ -189,9 +194,17 @@ async fn start_server() -> Server {
                 let start = resume_from(&req);
                 Ok::<_, Infallible>(SseResponse::new(numbered(start, DROP_EVERY, DROP_PAYLOAD)))
             });
+    let finishing = ServiceBuilder::new().layer(finite_layer).service_fn(
+        |_req: Request<Incoming>| async move {
+            let events = numbered(0, FINITE_EVERY, 0).take(FINITE as usize);
+            Ok::<_, Infallible>(SseResponse::new(events))
+        },
+    );
     let router = tower::service_fn(move |req: Request<Incoming>| {
         if req.uri().path() == "/drop" {
             boxed(dropping.clone().oneshot(req))
+        } else if req.uri().path() == "/count" {
+            boxed(finishing.clone().oneshot(req))
         } else {
             boxed(waiting.clone().oneshot(req))
         }
@@ -207,6 +220,7 @@ async fn start_server() -> Server {
         server,
         wait,
         drop,
+        finite,
         publisher,
         published,
     }
@@ -302,6 +316,8 @@ struct Tally {
     /// Numbered events parsed, per layer.
     events_wait: AtomicU64,
     events_drop: AtomicU64,
+    /// Events parsed on `/count`, read to their end.
+    events_finite: AtomicU64,
     /// Gap events parsed (on `/drop`), and the events they said were dropped.
     gaps: AtomicU64,
     gap_dropped: AtomicU64,
@@ -484,10 +500,10 @@ impl Ids {
         self.pending_gap = 0;
         self.last = Some(id);
         self.next = Some(id + 1);
-        let counter = if path == "/drop" {
-            &tally.events_drop
-        } else {
-            &tally.events_wait
+        let counter = match path {
+            "/drop" => &tally.events_drop,
+            "/count" => &tally.events_finite,
+            _ => &tally.events_wait,
         };
         counter.fetch_add(1, Relaxed);
         Ok(())
@@ -528,6 +544,8 @@ enum Kind {
     /// Reads `/ticks` (every 20 ms, or every 500 ms so heartbeats go between),
     /// reconnecting with `Last-Event-ID` up to twice.
     Ticks,
+    /// Reads `/count` to its end.
+    Finite,
     /// Follows `/hub`, reconnecting with `Last-Event-ID` up to twice.
     Hub,
     /// Reads `/drop` with a small receive buffer and pauses long enough to overflow.
@@ -543,7 +561,8 @@ enum Kind {
 impl Kind {
     fn pick(rng: &mut Rng) -> Self {
         match rng.below(100) {
-            0..=39 => Self::Ticks,
+            0..=34 => Self::Ticks,
+            35..=39 => Self::Finite,
             40..=64 => Self::Hub,
             65..=79 => Self::Drop,
             80..=84 => Self::Stall,
@@ -570,6 +589,17 @@ async fn client(addr: SocketAddr, kind: Kind, rng: &mut Rng, tally: &Tally) -> R
             let first = (rng.below(4) == 0).then(|| 1000 + rng.below(1000));
             let ids = Ids::new(Some(first.map_or(0, |id| id + 1)));
             sessions(addr, path, first, ids, rng, tally).await
+        }
+        Kind::Finite => {
+            let mut conn = open(addr, "/count", None, Dial::default(), tally).await?;
+            let mut ids = Ids::new(Some(0));
+            let ended = read_for(&mut conn, SILENCE, Some(FINITE), "/count", &mut ids, tally);
+            ended.await?;
+            match tokio::time::timeout(SILENCE, conn.events.next()).await {
+                Ok(None) => {}
+                _ => return Err(format!("/count: no end after {FINITE} events")),
+            }
+            Ok(())
         }
         Kind::Hub => sessions(addr, "/hub", None, Ids::new(None), rng, tally).await,
         Kind::Drop => {
@@ -726,7 +756,9 @@ async fn run(settings: Settings) {
 async fn settle(server: &Server, baseline: usize) {
     let settled = tokio::time::timeout(SETTLE, async {
         loop {
-            let open = server.wait.open_streams() + server.drop.open_streams();
+            let open = server.wait.open_streams()
+                + server.drop.open_streams()
+                + server.finite.open_streams();
             if open == 0 && alive_tasks() == baseline {
                 return;
             }
@@ -736,23 +768,34 @@ async fn settle(server: &Server, baseline: usize) {
     .await;
     assert!(
         settled.is_ok(),
-        "after {SETTLE:?} with every client gone: {} + {} streams open, {} tasks alive (baseline {baseline})",
+        "after {SETTLE:?} with every client gone: {} + {} + {} streams open, {} tasks alive (baseline {baseline})",
         server.wait.open_streams(),
         server.drop.open_streams(),
+        server.finite.open_streams(),
         alive_tasks()
     );
 }
 
 /// Every connection accounted for, nothing lost that was not counted.
 fn check_counters(server: &Server, tally: &Tally) {
-    let (wait, drop) = (&server.wait, &server.drop);
+    let (wait, drop, finite) = (&server.wait, &server.drop, &server.finite);
     let get = |c: &AtomicU64| c.load(Relaxed);
     assert_eq!(
-        wait.streams_opened() + drop.streams_opened(),
+        wait.streams_opened() + drop.streams_opened() + finite.streams_opened(),
         get(&tally.ok),
         "streams opened by the layers vs 200 answers the clients got"
     );
-    assert_eq!(wait.open_streams() + drop.open_streams(), 0);
+    assert_eq!(
+        wait.open_streams() + drop.open_streams() + finite.open_streams(),
+        0
+    );
+    // Streams read to their end: every event sent was parsed, exactly.
+    assert_eq!(
+        finite.events_sent(),
+        get(&tally.events_finite),
+        "{finite:?}"
+    );
+    assert_eq!(finite.events_dropped(), 0, "{finite:?}");
     assert_eq!(drop.queued_events(), 0, "{drop:?}");
     assert_eq!(drop.queued_bytes(), 0, "{drop:?}");
     assert_eq!(
@@ -827,11 +870,12 @@ fn summary(
         .collect();
     println!(
         "soak summary: {} s of traffic by {} clients at once (seed {}): {} SSE connections \
-         (every one counted by the layers: {} + {} streams opened, 0 open at the end), {} \
+         (every one counted by the layers: {} + {} + {} streams opened, 0 open at the end), {} \
          resumed with Last-Event-ID, {} stalled readers, {} resets; clients parsed {} \
          numbered events in order on /ticks and /hub ({} sent, {} published to the hub, \
          {} heartbeats) and {} on /drop with {} gap events announcing {} dropped events \
-         ({} sent, {} dropped by the layer), no id lost or repeated; RSS {:.1} MiB at the \
+         ({} sent, {} dropped by the layer), and {} on /count read to their end (exactly the \
+         {} sent), no id lost or repeated; RSS {:.1} MiB at the \
          start, at phase ends [{}] MiB, growth over the second half {:.1} MiB (limit \
          {MAX_GROWTH_MIB} MiB); tasks back to {tasks} after every phase.",
         settings.secs,
@@ -840,6 +884,7 @@ fn summary(
         get(&tally.ok),
         wait.streams_opened(),
         drop.streams_opened(),
+        server.finite.streams_opened(),
         get(&tally.resumed),
         get(&tally.stalled),
         get(&tally.resets),
@@ -852,6 +897,8 @@ fn summary(
         get(&tally.gap_dropped),
         drop.events_sent(),
         drop.events_dropped(),
+        get(&tally.events_finite),
+        server.finite.events_sent(),
         mib(rss_start),
         rss.join(", "),
         mib(ends[PHASES - 1].rss_kib) - mib(ends[PHASES / 2 - 1].rss_kib),
