@@ -21,20 +21,23 @@
 //!
 //! # Quick start
 //!
-//! A complete hyper server streaming a counter (run it and
-//! `curl -N http://127.0.0.1:3000/`):
+//! A complete server streaming a counter, served by [`server::Server`] (feature
+//! `server`; run it and `curl -N http://127.0.0.1:3000/`):
 //!
 //! ```no_run
+//! # #[cfg(feature = "server")]
+//! # mod quick_start {
 //! use std::{convert::Infallible, time::Duration};
 //!
 //! use http::Request;
-//! use hyper::body::Incoming;
-//! use hyper_util::{rt::{TokioExecutor, TokioIo}, server::conn::auto, service::TowerToHyperService};
-//! use tokio_stream::{wrappers::IntervalStream, StreamExt};
+//! use tokio_stream::{wrappers::IntervalStream, Stream, StreamExt};
 //! use tower::ServiceBuilder;
+//! use tower_sse::server::{RequestBody, Server};
 //! use tower_sse::{Event, SseLayer, SseResponse};
 //!
-//! async fn handler(_req: Request<Incoming>) -> Result<SseResponse<impl tokio_stream::Stream<Item = Result<Event, Infallible>>>, Infallible> {
+//! async fn handler(
+//!     _req: Request<RequestBody>,
+//! ) -> Result<SseResponse<impl Stream<Item = Result<Event, Infallible>>>, Infallible> {
 //!     let mut n = 0u64;
 //!     let ticks = IntervalStream::new(tokio::time::interval(Duration::from_secs(1))).map(move |_| {
 //!         n += 1;
@@ -44,22 +47,23 @@
 //! }
 //!
 //! #[tokio::main]
-//! async fn main() -> std::io::Result<()> {
-//!     let svc = ServiceBuilder::new()
-//!         .layer(SseLayer::new().heartbeat(Duration::from_secs(15)))
-//!         .service_fn(handler);
-//!     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-//!     loop {
-//!         let (tcp, _) = listener.accept().await?;
-//!         let svc = TowerToHyperService::new(svc.clone());
-//!         tokio::spawn(async move {
-//!             let _ = auto::Builder::new(TokioExecutor::new())
-//!                 .serve_connection(TokioIo::new(tcp), svc)
-//!                 .await;
-//!         });
-//!     }
+//! pub async fn main() -> std::io::Result<()> {
+//!     let sse = SseLayer::new().heartbeat(Duration::from_secs(15));
+//!     let streams = sse.shutdown_handle();
+//!     let svc = ServiceBuilder::new().layer(sse).service_fn(handler);
+//!     Server::bind("127.0.0.1:3000")
+//!         .await?
+//!         .streams(streams, Event::new().retry(Duration::from_secs(1)))
+//!         .serve(svc, async { tokio::signal::ctrl_c().await.unwrap_or(()) })
+//!         .await
 //! }
+//! # }
+//! # fn main() {}
 //! ```
+//!
+//! Any other hyper 1.x server works too (hyper-util's `auto::Builder`, `axum::serve`):
+//! the layer is a plain `tower::Layer`; [`server`]'s docs list the socket settings
+//! such a server should also get.
 //!
 //! The inner service answers with an [`SseResponse`]: an event stream (any
 //! `Stream<Item = Result<T, E>>` with `T` an [`Event`] or [`EncodedEvent`]), an
