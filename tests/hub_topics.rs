@@ -7,33 +7,27 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::{collections::BTreeMap, convert::Infallible, pin::Pin};
+use std::collections::BTreeMap;
 
-use eventsource_stream::{Event as SseEvent, Eventsource as _};
-use futures_util::{FutureExt as _, Stream, StreamExt as _};
+use eventsource_stream::Event as SseEvent;
+use futures_util::{FutureExt as _, StreamExt as _};
 use tower_sse::{
     hub::{History, Hub, MultiSubscription, Resume, TopicsError},
-    Encode as _, Event, LastEventId,
+    Encode as _, LastEventId,
 };
 
-type Parsed = Pin<Box<dyn Stream<Item = SseEvent> + Send>>;
+mod support;
 
-/// `sub` as a client sees it: its bytes, parsed.
-fn parsed(sub: MultiSubscription) -> Parsed {
-    Box::pin(
-        sub.map(|m| Ok::<_, Infallible>(m.unwrap().into_bytes()))
-            .eventsource()
-            .map(|e| e.expect("well-formed SSE")),
-    )
-}
+use support::hub::{parsed, Parsed};
 
 /// The next event if one is ready now (the in-process hub delivers at once).
 fn ready(stream: &mut Parsed) -> Option<SseEvent> {
     stream.next().now_or_never().flatten()
 }
 
+/// Publishes; the id is not needed here.
 async fn publish(hub: &Hub, topic: &str, data: String) {
-    hub.publish(topic, Event::new().data(data)).await.unwrap();
+    support::hub::publish(hub, topic, data).await;
 }
 
 #[tokio::test]

@@ -28,6 +28,7 @@ use tower_sse::{
 
 use support::{
     client::http_client,
+    hub::publish,
     redis_server::Redis,
     server::{serve_sse, TestServer},
     within, STEP,
@@ -219,16 +220,6 @@ fn parse(block: &[u8]) -> Item {
 fn stream_id(id: &str) -> (u64, u64) {
     let (ms, seq) = id.split_once('-').expect("<ms>-<seq>");
     (ms.parse().unwrap(), seq.parse().unwrap())
-}
-
-async fn publish(hub: &Hub, topic: &str, data: impl Into<String>) -> String {
-    let published = within(
-        "publish",
-        hub.publish(topic, Event::new().data(data.into())),
-    )
-    .await
-    .expect("published");
-    published.id.to_string()
 }
 
 /// The next event of a subscription as its raw bytes.

@@ -8,39 +8,23 @@
 
 mod support;
 
-use std::{collections::BTreeMap, convert::Infallible, pin::Pin, time::Duration};
+use std::{collections::BTreeMap, time::Duration};
 
-use eventsource_stream::{Event as SseEvent, Eventsource as _};
-use futures_util::{Stream, StreamExt as _};
+use eventsource_stream::Event as SseEvent;
+use futures_util::StreamExt as _;
 use tower_sse::{
     hub::{History, Hub, MultiSubscription, Resume},
-    Encode as _, Event, LastEventId,
+    Event, LastEventId,
 };
 
-use support::{redis_server::Redis, within, STEP};
-
-type Parsed = Pin<Box<dyn Stream<Item = SseEvent> + Send>>;
-
-fn parsed(sub: MultiSubscription) -> Parsed {
-    Box::pin(
-        sub.map(|m| Ok::<_, Infallible>(m.unwrap().into_bytes()))
-            .eventsource()
-            .map(|e| e.expect("well-formed SSE")),
-    )
-}
+use support::{
+    hub::{parsed, publish, Parsed},
+    redis_server::Redis,
+    within, STEP,
+};
 
 async fn next(stream: &mut Parsed) -> SseEvent {
     within("an event", stream.next()).await.expect("open")
-}
-
-async fn publish(hub: &Hub, topic: &str, data: &str) -> String {
-    let published = within(
-        "publish",
-        hub.publish(topic, Event::new().data(data.to_owned())),
-    )
-    .await
-    .expect("published");
-    published.id.to_string()
 }
 
 /// Publishes, retrying while the hub's connection to a restarted Redis is not back.
