@@ -224,12 +224,12 @@ fn check<D: Data + Clone + Send + 'static>(
 fn bytes_and_display_data_are_the_events_bytes_and_parse_back() {
     let rt = runtime();
     proptest!(ProptestConfig::with_cases(256), |(input in input(), split in any::<Index>())| {
-        let event = Event::new().data(input.data.clone());
-        let Ok((event, bytes)) = build(&input, event.clone(), DataEvent::bytes(input.data.clone())) else {
+        let plain = Event::new().data(input.data.clone());
+        let Ok((event, bytes)) = build(&input, plain.clone(), DataEvent::bytes(input.data.clone())) else {
             return Ok(());
         };
         check(&rt, &input, &input.data, &event, bytes, split)?;
-        let (_, display) = build(&input, event.clone(), DataEvent::display(input.data.clone())).unwrap();
+        let (_, display) = build(&input, plain, DataEvent::display(input.data.clone())).unwrap();
         check(&rt, &input, &input.data, &event, display, split)?;
     });
 }
