@@ -7,7 +7,10 @@
 //! `Event::new().data(payload)` moves it into the event, axum's
 //! `Event::default().data(payload)` copies it into the event's buffer.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::{
+    fmt,
+    time::{SystemTime, UNIX_EPOCH},
+};
 
 /// `/stream` data is exactly this long: `data: ` + 64 + `\n\n` = 72 bytes on the wire.
 pub(crate) const STREAM_DATA_LEN: usize = 64;
@@ -15,10 +18,20 @@ pub(crate) const STREAM_DATA_LEN: usize = 64;
 const STREAM_PAD: &str = "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
 const _: () = assert!(STREAM_PAD.len() == STREAM_DATA_LEN - r#"{"seq":0,"pad":""}"#.len());
 
-/// `/stream` event `seq`'s data: `{"seq":N,"pad":"xx…x"}`, exactly 64 bytes (for any
-/// `seq` up to 10^46), with the digits written by hand into one allocation of exactly
-/// that size.
+/// `/stream` event `seq`'s data: `{"seq":N,"pad":"xx…x"}`, exactly 64 bytes, in one
+/// allocation of exactly that size (digits written by [`write_stream_payload`]).
 pub(crate) fn stream_payload(seq: u64) -> String {
+    let mut data = String::with_capacity(STREAM_DATA_LEN);
+    // Writing to a `String` cannot fail.
+    let _ = write_stream_payload(seq, &mut data);
+    debug_assert_eq!(data.len(), STREAM_DATA_LEN);
+    data
+}
+
+/// Writes `/stream` event `seq`'s data (for any `u64`, 64 bytes) into `out`, the
+/// digits by hand, in five `write_str` calls and no formatting machinery. The benches
+/// (`benches/common`) write it straight into the frame with tower-sse's `DataEvent`.
+pub(crate) fn write_stream_payload(seq: u64, out: &mut impl fmt::Write) -> fmt::Result {
     let mut digits = [0u8; 20];
     let mut start = digits.len();
     let mut n = seq;
@@ -30,15 +43,13 @@ pub(crate) fn stream_payload(seq: u64) -> String {
             break;
         }
     }
-    let digits = &digits[start..];
-    let mut data = String::with_capacity(STREAM_DATA_LEN);
-    data.push_str("{\"seq\":");
-    data.extend(digits.iter().copied().map(char::from));
-    data.push_str(",\"pad\":\"");
-    data.push_str(&STREAM_PAD[digits.len() - 1..]);
-    data.push_str("\"}");
-    debug_assert_eq!(data.len(), STREAM_DATA_LEN);
-    data
+    // ASCII digits only.
+    let digits = std::str::from_utf8(&digits[start..]).map_err(|_| fmt::Error)?;
+    out.write_str("{\"seq\":")?;
+    out.write_str(digits)?;
+    out.write_str(",\"pad\":\"")?;
+    out.write_str(&STREAM_PAD[digits.len() - 1..])?;
+    out.write_str("\"}")
 }
 
 /// `/fanout` tick `seq`'s data: `{"seq":N,"ts_ns":T}`, T the wall clock in nanoseconds
