@@ -14,12 +14,11 @@ mod common;
 use std::hint::black_box;
 
 use common::{
-    axum_body, axum_body_of, axum_event, axum_frames_with, axum_idle_keep_alive,
-    axum_json_event, axum_string_event, encode_into, fanout, frame_buffer, idle_many,
-    paused_runtime, runtime, stream_payload, tower_body, tower_body_of, tower_body_ticker,
-    tower_data_event, tower_event, tower_idle_heartbeats, tower_idle_heartbeats_ticker,
-    tower_json_data_event, tower_json_event, tower_string_event, write_stream_payload,
-    AxumFrames, DATA, MULTILINE, SEQ, TOKEN,
+    axum_body, axum_body_of, axum_event, axum_frames_with, axum_idle_keep_alive, axum_json_event,
+    axum_string_event, encode_into, fanout, frame_buffer, idle_many, paused_runtime, runtime,
+    stream_payload, tower_body, tower_body_of, tower_body_ticker, tower_data_event, tower_event,
+    tower_idle_heartbeats, tower_idle_heartbeats_ticker, tower_json_data_event, tower_json_event,
+    tower_string_event, write_stream_payload, AxumFrames, DATA, MULTILINE, SEQ, TOKEN,
 };
 use tower_sse::event::DataEvent;
 

@@ -594,7 +594,9 @@ pub(crate) fn data_event_sanity_check() {
 
     let rt = runtime();
     let want = BODY_EVENTS * BODY_EVENT_LEN;
-    let got = rt.block_on(tower_body_of(BODY_EVENTS, |seq| Event::new().data(stream_payload(seq))));
+    let got = rt.block_on(tower_body_of(BODY_EVENTS, |seq| {
+        Event::new().data(stream_payload(seq))
+    }));
     assert_eq!(got.bytes, want);
     let got = rt.block_on(tower_body_of(BODY_EVENTS, |seq| {
         DataEvent::from_fn(move |w| write_stream_payload(seq, w))

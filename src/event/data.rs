@@ -465,12 +465,20 @@ impl<F: Fn(&mut DataWriter<'_>) -> fmt::Result> Data for FnData<F> {
     }
 }
 
-/// Writes an event's data into the frame, splitting it into `data:` lines as it goes:
-/// each `\n`, `\r\n` or lone `\r` written ends a line, also when a `\r` ends one write
-/// and its `\n` starts the next.
+/// Writes an event's data into the frame. The data gets the `data:` lines of
+/// [`Event::data`](crate::Event::data): each `\n`, `\r\n` or lone `\r` in what was
+/// written, wherever the writes were cut (a `\r` that ends one write and the `\n`
+/// that starts the next are one line break), starts a new `data:` line.
 ///
 /// It implements [`fmt::Write`] (for `write!`) and [`io::Write`] (for serializers);
 /// neither ever fails. Given to the closure of [`DataEvent::from_fn`].
+///
+/// How: the writes go straight into the frame after `data: `, at the cost of a copy;
+/// when the event is done, one scan of what was written looks for line breaks (eight
+/// bytes at a time). Only data that holds one is then split into lines, which costs
+/// one more copy. A writer that split as it went would scan each write on its own:
+/// for a formatter's or a serializer's many small writes that costs more than the
+/// `String` it saves (see BENCHMARKS.md, "Events written into the frame").
 ///
 /// ```
 /// use std::fmt::Write as _;
@@ -486,32 +494,44 @@ impl<F: Fn(&mut DataWriter<'_>) -> fmt::Result> Data for FnData<F> {
 /// ```
 pub struct DataWriter<'a> {
     buf: &'a mut BytesMut,
-    /// Nothing written on the current line yet: only `data:`, no space.
-    line_empty: bool,
-    /// The last byte written was a `\r`: a `\n` first in the next write is part of
-    /// that line break.
-    after_cr: bool,
+    /// Where the data starts in `buf`, after `data: `.
+    start: usize,
 }
 
 impl<'a> DataWriter<'a> {
     /// Starts the first `data:` line.
     #[inline]
     fn start(buf: &'a mut BytesMut) -> Self {
-        buf.put_slice(b"data:");
-        Self {
-            buf,
-            line_empty: true,
-            after_cr: false,
+        buf.put_slice(b"data: ");
+        let start = buf.len();
+        Self { buf, start }
+    }
+
+    /// Ends the event: the data as it was written if it holds no line break (and no
+    /// space after `data:` if it is empty), else split into `data:` lines.
+    #[inline]
+    fn finish(self) {
+        let data = &self.buf[self.start..];
+        if data.is_empty() {
+            self.buf.truncate(self.start - 1);
+            self.buf.put_slice(b"\n\n");
+        } else if has_line_break(data) {
+            self.split();
+        } else {
+            self.buf.put_slice(b"\n\n");
         }
     }
 
-    /// Ends the last line and the event.
-    #[inline]
-    fn finish(self) {
-        self.buf.put_slice(b"\n\n");
+    /// Takes the data back out and writes it again as `data:` lines.
+    #[cold]
+    fn split(self) {
+        let data = self.buf[self.start..].to_vec();
+        self.buf.truncate(self.start - b"data: ".len());
+        encode::put_byte_lines(self.buf, b"data", &data);
+        self.buf.put_u8(b'\n');
     }
 
-    /// Writes `bytes`, starting a new `data:` line at each line break in them.
+    /// Writes `bytes`.
     ///
     /// The bytes should be UTF-8 (see [`DataEvent::bytes`]).
     ///
@@ -523,40 +543,53 @@ impl<'a> DataWriter<'a> {
     /// assert_eq!(event.encode().unwrap().as_bytes(), &b"data: one\ndata: two\n\n"[..]);
     /// ```
     #[inline]
-    pub fn write_bytes(&mut self, mut bytes: &[u8]) {
-        if bytes.is_empty() {
-            return;
-        }
-        if std::mem::take(&mut self.after_cr) && bytes[0] == b'\n' {
-            bytes = &bytes[1..];
-        }
-        while let Some(at) = memchr::memchr2(b'\n', b'\r', bytes) {
-            self.put_text(&bytes[..at]);
-            self.buf.put_slice(b"\ndata:");
-            self.line_empty = true;
-            let rest = &bytes[at + 1..];
-            bytes = match (bytes[at], rest.first()) {
-                (b'\r', Some(b'\n')) => &rest[1..],
-                (b'\r', None) => {
-                    self.after_cr = true;
-                    rest
-                }
-                _ => rest,
-            };
-        }
-        self.put_text(bytes);
+    pub fn write_bytes(&mut self, bytes: &[u8]) {
+        self.buf.put_slice(bytes);
     }
+}
 
-    /// Appends text without a line break to the current line.
-    #[inline]
-    fn put_text(&mut self, text: &[u8]) {
-        if text.is_empty() {
-            return;
+/// Whether `bytes` hold a `\n` or a `\r`. Short slices (a serializer's or a
+/// formatter's pieces) are scanned eight bytes at a time in a `u64` (`memchr` costs
+/// more than the scan on a few bytes); long ones with `memchr`.
+#[inline]
+fn has_line_break(bytes: &[u8]) -> bool {
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
+    const LF: u64 = u64::from_le_bytes([b'\n'; 8]);
+    const CR: u64 = u64::from_le_bytes([b'\r'; 8]);
+    // Non-zero if and only if a byte of `x` is zero.
+    let zero_byte = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
+    if bytes.len() > 64 {
+        return memchr::memchr2(b'\n', b'\r', bytes).is_some();
+    }
+    let mut words = bytes.chunks_exact(8);
+    for word in &mut words {
+        // `chunks_exact(8)`: always 8 bytes.
+        let word = u64::from_le_bytes(word.try_into().unwrap_or([0; 8]));
+        if zero_byte(word ^ LF) | zero_byte(word ^ CR) != 0 {
+            return true;
         }
-        if std::mem::take(&mut self.line_empty) {
-            self.buf.put_u8(b' ');
+    }
+    words.remainder().iter().any(|&b| b == b'\n' || b == b'\r')
+}
+
+#[cfg(test)]
+#[test]
+fn line_breaks_are_found_at_every_position() {
+    for len in 0..80 {
+        for at in 0..len {
+            for (byte, found) in [
+                (b'\n', true),
+                (b'\r', true),
+                (b'\x0b', false),
+                (0x8d, false),
+            ] {
+                let mut bytes = vec![b'x'; len];
+                bytes[at] = byte;
+                assert_eq!(has_line_break(&bytes), found, "{len} {at} {byte}");
+            }
         }
-        self.buf.put_slice(text);
+        assert!(!has_line_break(&vec![0xff; len]));
     }
 }
 
