@@ -6,6 +6,10 @@
 //! allocation in the encoder. [`Event::encode`] produces an [`EncodedEvent`] (one
 //! allocation, exact size) that can be shared by any number of connections.
 //!
+//! A [`DataEvent`] keeps its data as a value instead (a `Display`, a serde value with
+//! the `json` feature, bytes, or a closure that writes) and writes it straight into
+//! the frame when it is sent: no `String` per event, the same bytes as an `Event`.
+//!
 //! The encoding follows the WHATWG HTML "server-sent events" parser: every line ends
 //! with `\n`, `data` is split into one `data:` line per line of text (on `\n`, `\r\n`
 //! and a lone `\r`), and a space always follows the colon so that a value that starts
