@@ -18,33 +18,44 @@ pub(crate) const STREAM_DATA_LEN: usize = 64;
 const STREAM_PAD: &str = "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
 const _: () = assert!(STREAM_PAD.len() == STREAM_DATA_LEN - r#"{"seq":0,"pad":""}"#.len());
 
-/// `/stream` event `seq`'s data: `{"seq":N,"pad":"xx…x"}`, exactly 64 bytes, in one
-/// allocation of exactly that size (digits written by [`write_stream_payload`]).
+/// `/stream` event `seq`'s data: `{"seq":N,"pad":"xx…x"}`, exactly 64 bytes, with
+/// the digits written by hand into one allocation of exactly that size.
 pub(crate) fn stream_payload(seq: u64) -> String {
+    let mut digits = [0u8; 20];
+    let digits = decimal(seq, &mut digits);
     let mut data = String::with_capacity(STREAM_DATA_LEN);
-    // Writing to a `String` cannot fail.
-    let _ = write_stream_payload(seq, &mut data);
+    data.push_str("{\"seq\":");
+    data.extend(digits.iter().copied().map(char::from));
+    data.push_str(",\"pad\":\"");
+    data.push_str(&STREAM_PAD[digits.len() - 1..]);
+    data.push_str("\"}");
     debug_assert_eq!(data.len(), STREAM_DATA_LEN);
     data
 }
 
-/// Writes `/stream` event `seq`'s data (for any `u64`, 64 bytes) into `out`, the
-/// digits by hand, in five `write_str` calls and no formatting machinery. The benches
-/// (`benches/common`) write it straight into the frame with tower-sse's `DataEvent`.
-pub(crate) fn write_stream_payload(seq: u64, out: &mut impl fmt::Write) -> fmt::Result {
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
-    let mut n = seq;
+/// The decimal digits of `n`, by hand, into the tail of `out`.
+fn decimal(mut n: u64, out: &mut [u8; 20]) -> &[u8] {
+    let mut start = out.len();
     loop {
         start -= 1;
-        digits[start] = b'0' + (n % 10) as u8;
+        out[start] = b'0' + (n % 10) as u8;
         n /= 10;
         if n == 0 {
             break;
         }
     }
+    &out[start..]
+}
+
+/// Writes the same 64 bytes as [`stream_payload`] into `out` in five `write_str` calls,
+/// without formatting machinery. Not used by the servers: the benches
+/// (`benches/common`) write it straight into the frame with tower-sse's `DataEvent`,
+/// and check that its bytes are [`stream_payload`]'s.
+#[allow(dead_code)]
+pub(crate) fn write_stream_payload(seq: u64, out: &mut impl fmt::Write) -> fmt::Result {
+    let mut digits = [0u8; 20];
     // ASCII digits only.
-    let digits = std::str::from_utf8(&digits[start..]).map_err(|_| fmt::Error)?;
+    let digits = std::str::from_utf8(decimal(seq, &mut digits)).map_err(|_| fmt::Error)?;
     out.write_str("{\"seq\":")?;
     out.write_str(digits)?;
     out.write_str(",\"pad\":\"")?;
