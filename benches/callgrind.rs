@@ -14,10 +14,13 @@ mod common;
 use std::hint::black_box;
 
 use common::{
-    axum_body, axum_event, axum_idle_keep_alive, fanout, frame_buffer, idle_many, paused_runtime,
-    runtime, tower_body, tower_body_ticker, tower_event, tower_idle_heartbeats,
-    tower_idle_heartbeats_ticker, AxumFrames, DATA, MULTILINE,
+    axum_body, axum_body_of, axum_event, axum_frames_with, axum_idle_keep_alive, axum_json_event,
+    axum_string_event, encode_into, fanout, frame_buffer, idle_many, paused_runtime, runtime,
+    stream_payload, tower_body, tower_body_of, tower_body_ticker, tower_data_event, tower_event,
+    tower_idle_heartbeats, tower_idle_heartbeats_ticker, tower_json_data_event, tower_json_event,
+    tower_string_event, write_stream_payload, AxumFrames, DATA, MULTILINE, SEQ, TOKEN,
 };
+use tower_sse::event::DataEvent;
 
 /// Workload names and what each does `count` times.
 const WORKLOADS: &[(&str, &str)] = &[
@@ -97,7 +100,100 @@ const WORKLOADS: &[(&str, &str)] = &[
         "axum_idle_keep_alive",
         "axum: <count> KeepAlive comments from an idle Sse body (paused clock)",
     ),
+    (
+        "tower_string_typical",
+        "tower-sse: the typical event with its data made as a String (the demo's /stream payload), encode_to",
+    ),
+    (
+        "tower_data_event_typical",
+        "tower-sse: the same event, DataEvent::from_fn writing the same payload into the frame",
+    ),
+    (
+        "axum_body_frame_string",
+        "axum: the same event from the same String, one frame from a long-lived Sse body",
+    ),
+    (
+        "tower_json_token",
+        "tower-sse: {\"token\":\"hi\"} with Event::json_data (a String), encode_to",
+    ),
+    (
+        "tower_data_event_json_token",
+        "tower-sse: the same with DataEvent::json (serialized into the frame)",
+    ),
+    (
+        "axum_body_frame_json_token",
+        "axum: the same with Event::json_data, one frame from a long-lived Sse body",
+    ),
+    (
+        "tower_body_string",
+        "tower-sse: drain an SseLayer body of <count> /stream events, Event::new().data(payload String)",
+    ),
+    (
+        "tower_body_data_event",
+        "tower-sse: the same events, DataEvent::from_fn writing the payload into the frame",
+    ),
+    (
+        "axum_body_string",
+        "axum: drain an Sse body (KeepAlive 15 s) of <count> /stream events from the same String",
+    ),
 ];
+
+/// The frame-direct workloads (`DataEvent` against `Event` with a `String`, and axum).
+fn run_data_event(workload: &str, count: usize) -> bool {
+    let mut buf = frame_buffer();
+    match workload {
+        "tower_string_typical" => {
+            for _ in 0..count {
+                encode_into(&mut buf, &tower_string_event(black_box(SEQ)));
+                black_box(&buf);
+            }
+        }
+        "tower_data_event_typical" => {
+            for _ in 0..count {
+                encode_into(&mut buf, &tower_data_event(black_box(SEQ)));
+                black_box(&buf);
+            }
+        }
+        "axum_body_frame_string" => {
+            let mut frames = axum_frames_with(|| axum_string_event(black_box(SEQ)));
+            for _ in 0..count {
+                black_box(frames.next());
+            }
+        }
+        "tower_json_token" => {
+            for _ in 0..count {
+                encode_into(&mut buf, &tower_json_event(black_box(TOKEN)));
+                black_box(&buf);
+            }
+        }
+        "tower_data_event_json_token" => {
+            for _ in 0..count {
+                encode_into(&mut buf, &tower_json_data_event(black_box(TOKEN)));
+                black_box(&buf);
+            }
+        }
+        "axum_body_frame_json_token" => {
+            let mut frames = axum_frames_with(|| axum_json_event(black_box(TOKEN)));
+            for _ in 0..count {
+                black_box(frames.next());
+            }
+        }
+        "tower_body_string" => {
+            let make = |seq| tower_sse::Event::new().data(stream_payload(seq));
+            black_box(runtime().block_on(tower_body_of(count, make)));
+        }
+        "tower_body_data_event" => {
+            let make = |seq| DataEvent::from_fn(move |w| write_stream_payload(seq, w));
+            black_box(runtime().block_on(tower_body_of(count, make)));
+        }
+        "axum_body_string" => {
+            let make = |seq| axum::response::sse::Event::default().data(stream_payload(seq));
+            black_box(runtime().block_on(axum_body_of(count, make)));
+        }
+        _ => return false,
+    }
+    true
+}
 
 fn run(workload: &str, count: usize) -> bool {
     match workload {
@@ -170,7 +266,7 @@ fn run(workload: &str, count: usize) -> bool {
         "axum_idle_keep_alive" => {
             black_box(paused_runtime().block_on(axum_idle_keep_alive(count)));
         }
-        _ => return false,
+        _ => return run_data_event(workload, count),
     }
     true
 }

@@ -13,9 +13,13 @@ use std::hint::black_box;
 use criterion::{BatchSize, Criterion, Throughput};
 
 use common::{
-    axum_body, axum_event, axum_event_owned, axum_oneshot_response, frame_buffer, owned_fields,
-    runtime, tower_body, tower_event, tower_event_owned, AxumFrames, BODY_EVENTS, DATA, MULTILINE,
+    axum_body, axum_body_of, axum_event, axum_event_owned, axum_frames_with, axum_json_event,
+    axum_oneshot_response, axum_string_event, encode_into, frame_buffer, owned_fields, runtime,
+    stream_payload, tower_body, tower_body_of, tower_data_event, tower_event, tower_event_owned,
+    tower_json_data_event, tower_json_event, tower_string_event, write_stream_payload, AxumFrames,
+    BODY_EVENTS, DATA, MULTILINE, SEQ, TOKEN,
 };
+use tower_sse::event::DataEvent;
 
 /// Encoder benchmarks for one `data` value: the typical event or the multi-line one.
 fn encoder_group(c: &mut Criterion, group: &str, data: &'static str, owned: bool) {
@@ -105,13 +109,67 @@ fn body_frames(c: &mut Criterion) {
     g.finish();
 }
 
+/// Events built straight into the frame (`DataEvent`) against `Event::new().data(String)`
+/// and axum: the typical event with the demo's `/stream` payload made per event, and
+/// the tiny JSON token event of an LLM stream.
+fn data_event(c: &mut Criterion) {
+    let mut g = c.benchmark_group("data_event");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("typical/tower_sse/event_data_string", |b| {
+        let mut buf = frame_buffer();
+        b.iter(|| encode_into(&mut buf, &tower_string_event(black_box(SEQ))));
+    });
+    g.bench_function("typical/tower_sse/data_event_from_fn", |b| {
+        let mut buf = frame_buffer();
+        b.iter(|| encode_into(&mut buf, &tower_data_event(black_box(SEQ))));
+    });
+    g.bench_function("typical/axum/sse_body_frame_string", |b| {
+        let mut frames = axum_frames_with(|| axum_string_event(black_box(SEQ)));
+        b.iter(|| frames.next());
+    });
+    g.bench_function("json_token/tower_sse/event_json_data", |b| {
+        let mut buf = frame_buffer();
+        b.iter(|| encode_into(&mut buf, &tower_json_event(black_box(TOKEN))));
+    });
+    g.bench_function("json_token/tower_sse/data_event_json", |b| {
+        let mut buf = frame_buffer();
+        b.iter(|| encode_into(&mut buf, &tower_json_data_event(black_box(TOKEN))));
+    });
+    g.bench_function("json_token/axum/sse_body_frame_json_data", |b| {
+        let mut frames = axum_frames_with(|| axum_json_event(black_box(TOKEN)));
+        b.iter(|| frames.next());
+    });
+    g.finish();
+
+    // End to end: a body of `BODY_EVENTS` `/stream` events, each made when polled.
+    let rt = runtime();
+    let mut g = c.benchmark_group("data_event_body");
+    g.throughput(Throughput::Elements(BODY_EVENTS as u64));
+    g.sample_size(20);
+    g.bench_function("tower_sse/event_data_string", |b| {
+        let make = |seq| tower_sse::Event::new().data(stream_payload(seq));
+        b.iter(|| rt.block_on(tower_body_of(BODY_EVENTS, make)));
+    });
+    g.bench_function("tower_sse/data_event_from_fn", |b| {
+        let make = |seq| DataEvent::from_fn(move |w| write_stream_payload(seq, w));
+        b.iter(|| rt.block_on(tower_body_of(BODY_EVENTS, make)));
+    });
+    g.bench_function("axum/keep_alive_15s_string", |b| {
+        let make = |seq| axum::response::sse::Event::default().data(stream_payload(seq));
+        b.iter(|| rt.block_on(axum_body_of(BODY_EVENTS, make)));
+    });
+    g.finish();
+}
+
 fn main() {
     // Fails loudly, before anything is timed, if the two sides stop producing the same
     // bytes (or the bodies stop carrying every event).
     common::sanity_check();
+    common::data_event_sanity_check();
     let mut c = Criterion::default().configure_from_args();
     encode_typical_event(&mut c);
     encode_multiline(&mut c);
     body_frames(&mut c);
+    data_event(&mut c);
     c.final_summary();
 }

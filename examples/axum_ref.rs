@@ -11,56 +11,71 @@
 //!
 //! | request | axum (default) | `FLOOR=1` |
 //! |---|---|---|
-//! | `GET /stream?hb_ms=H` | `Sse` over an endless `stream::iter` of `Event::default().data(format!(…))`, `KeepAlive` every H ms (default 15000, `0`: none) | one body that writes 900 events (~64 KiB) into each frame, digits by hand; no heartbeat (it is never idle) |
+//! | `GET /stream?hb_ms=H` | `Sse` over an endless `stream::iter` of `Event::default().data(payload)`, `KeepAlive` every H ms (default 15000, `0`: none) | one body that writes 900 events (~64 KiB) into each frame, digits by hand; no heartbeat (it is never idle) |
 //! | `GET /idle?hb_ms=H` | `Sse` over `stream::pending()` with `KeepAlive` every H ms (default 1000) | one body with a `tokio::time::Interval`, answering each tick with the same static `:\n\n` frame |
 //! | `GET /fanout` | `Sse` over `BroadcastStream<String>` (lagged receivers skip what they lost), each subscriber encoding its own `Event`, `KeepAlive` 15 s | one body over `BroadcastStream<Bytes>` of events encoded once by the publisher: every delivery is the same shared frame |
 //! | `GET /health` | `ok` | `ok` |
 //!
 //! `/stream` event N is `data: {"seq":N,"pad":"xx…x"}` with the JSON padded to exactly
 //! 64 bytes; `/fanout` publishes `{"seq":N,"ts_ns":T}` every `FANOUT_MS` ms (default
-//! 100) to a channel of 1024 events, like the demo.
+//! 100) to a channel of 1024 events, like the demo. Both payloads are built by the
+//! demo's own functions (`examples/shared/payload.rs`), so that the comparison measures
+//! the SSE paths only.
 //!
-//! The server is `axum::serve` (hyper, HTTP/1.1 and h2c) on `127.0.0.1:$PORT` (default
-//! 3000, `0` picks a free port), with `TCP_NODELAY` and a listen backlog of 4096 like
-//! the demo, so that both accept a ramp-up of thousands of connections alike. It prints
-//! `listening on http://127.0.0.1:PORT` once it accepts connections and exits at once
-//! on SIGINT or SIGTERM (axum's graceful shutdown would wait for endless streams).
+//! The server is the demo's: the same accept loop and hyper-util `auto::Builder`
+//! (HTTP/1.1 and h2c) with the same settings (`http1().max_buf_size(64 KiB)`, hyper's
+//! header-read timer, a `GracefulShutdown` watch per connection), `TCP_NODELAY` and a
+//! listen backlog of 4096, on `127.0.0.1:$PORT` (default 3000, `0` picks a free port).
+//! `axum::serve` would differ in all of these (a builder with hyper's defaults per
+//! connection, a write buffer of up to ~400 KiB, no header timer, upgrades; see
+//! BENCHMARKS.md, "A fair comparison"). It prints `listening on http://127.0.0.1:PORT`
+//! once it accepts connections and exits at once on SIGINT or SIGTERM (axum's graceful
+//! shutdown would wait for endless streams).
 
 use std::{
     convert::Infallible,
     io::{self, Write as _},
     pin::Pin,
     task::{ready, Context, Poll},
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::Duration,
 };
 
 use axum::{
     body::Body,
     extract::State,
-    http::{header, HeaderValue, Response, Uri},
+    http::{header, HeaderValue, Request, Response, Uri},
     response::{
         sse::{Event, KeepAlive, Sse},
         IntoResponse,
     },
     routing::get,
-    serve::ListenerExt as _,
     Router,
 };
 use bytes::{BufMut as _, Bytes, BytesMut};
 use futures_util::stream;
 use http_body::Frame;
+use hyper::body::Incoming;
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::{conn::auto, graceful::GracefulShutdown},
+};
 use tokio::{
-    net::TcpSocket,
+    net::{TcpListener, TcpSocket},
     signal::unix::{signal, SignalKind},
     sync::broadcast,
     time::{Interval, MissedTickBehavior},
 };
 use tokio_stream::{wrappers::BroadcastStream, Stream, StreamExt as _};
+use tower::ServiceExt as _;
+
+// The `/stream` and `/fanout` payloads, built by the demo's functions.
+#[path = "shared/payload.rs"]
+mod payload;
+
+use payload::STREAM_DATA_LEN;
 
 const BACKLOG: u32 = 4096;
 const FANOUT_CAPACITY: usize = 1024;
-/// `/stream` JSON is exactly this long (72 bytes on the wire with `data: ` and `\n\n`).
-const STREAM_DATA_LEN: usize = 64;
 /// Events per frame in the floor `/stream` body.
 const FLOOR_EVENTS_PER_FRAME: usize = 900;
 
@@ -108,16 +123,44 @@ async fn main() -> io::Result<()> {
     let listener = socket.listen(BACKLOG)?;
     println!("listening on http://{}", listener.local_addr()?);
     io::stdout().flush()?;
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
 
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
     tokio::select! {
-        served = axum::serve(listener, app) => served,
+        () = serve(listener, app) => Ok(()),
         _ = sigterm.recv() => Ok(()),
         _ = sigint.recv() => Ok(()),
+    }
+}
+
+/// The demo's server loop (`examples/demo.rs`, `main`), setting for setting, around
+/// the axum `Router`.
+async fn serve(listener: TcpListener, app: Router) {
+    let mut http = auto::Builder::new(TokioExecutor::new());
+    http.http1()
+        .timer(TokioTimer::new())
+        .max_buf_size(64 * 1024);
+    http.http2().timer(TokioTimer::new());
+    let graceful = GracefulShutdown::new();
+    loop {
+        match listener.accept().await {
+            Ok((tcp, _peer)) => {
+                let _ = tcp.set_nodelay(true);
+                let app = app.clone();
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    app.clone().oneshot(req)
+                });
+                let conn = http.serve_connection(TokioIo::new(tcp), svc).into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+            Err(err) => {
+                eprintln!("accept failed: {err}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
     }
 }
 
@@ -148,13 +191,6 @@ fn param(uri: &Uri, name: &str, default: u64) -> u64 {
 // axum's Sse, as users write it
 // ---------------------------------------------------------------------------------
 
-/// `{"seq":N,"pad":"xx…x"}`, padded to 64 bytes.
-fn stream_payload(seq: u64) -> String {
-    let digits = seq.checked_ilog10().unwrap_or(0) as usize + 1;
-    let pad = STREAM_DATA_LEN - r#"{"seq":,"pad":""}"#.len() - digits;
-    format!(r#"{{"seq":{seq},"pad":"{:x<pad$}"}}"#, "")
-}
-
 fn with_keep_alive<S>(sse: Sse<S>, hb_ms: u64) -> axum::response::Response
 where
     S: Stream<Item = Result<Event, Infallible>> + Send + 'static,
@@ -168,7 +204,8 @@ where
 }
 
 async fn stream_handler(uri: Uri) -> axum::response::Response {
-    let events = stream::iter(0u64..).map(|seq| Ok(Event::default().data(stream_payload(seq))));
+    let events =
+        stream::iter(0u64..).map(|seq| Ok(Event::default().data(payload::stream_payload(seq))));
     with_keep_alive(Sse::new(events), param(&uri, "hb_ms", 15_000))
 }
 
@@ -183,17 +220,15 @@ async fn fanout(State(topics): State<Topics>) -> axum::response::Response {
     with_keep_alive(Sse::new(events), 15_000)
 }
 
-/// Publishes `{"seq":N,"ts_ns":T}` every `every`, forever (T taken just before).
+/// Publishes `{"seq":N,"ts_ns":T}` every `every`, forever (T taken just before, by
+/// the demo's `fanout_payload`).
 async fn publish_ticks(topics: Topics, every: Duration, floor: bool) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut seq: u64 = 0;
     loop {
         ticks.tick().await;
-        let ts_ns = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let data = format!(r#"{{"seq":{seq},"ts_ns":{ts_ns}}}"#);
+        let data = payload::fanout_payload(seq);
         // No subscriber: nobody to deliver to.
         if floor {
             let _ = topics

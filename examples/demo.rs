@@ -61,7 +61,7 @@ use std::{
     pin::Pin,
     sync::OnceLock,
     task::{ready, Context, Poll},
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::Duration,
 };
 
 use bytes::Bytes;
@@ -81,6 +81,10 @@ use tower_sse::{
 };
 use tower_sse::{limit, PerKeyLimit, StreamLimit};
 
+// The `/stream` and `/fanout` payloads, built as in the axum reference.
+#[path = "shared/payload.rs"]
+mod payload;
+
 const DEFAULT_PORT: u16 = 3000;
 /// `REQUEST_TIMEOUT_MS`'s default: a connection has this long to send a request head,
 /// a request its whole body.
@@ -91,12 +95,6 @@ const MAX_MS: u64 = 86_400_000;
 const DEFAULT_EVENTS: u64 = 5;
 const DEFAULT_SLOW_EVENTS: u64 = 1_000;
 const SLOW_EVENT_BYTES: usize = 1024;
-
-/// `/stream` data is exactly this long: `data: ` + 64 + `\n\n` = 72 bytes on the wire.
-const STREAM_DATA_LEN: usize = 64;
-/// The most padding a `/stream` payload needs (a one-digit `seq`).
-const STREAM_PAD: &str = "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
-const _: () = assert!(STREAM_PAD.len() == STREAM_DATA_LEN - r#"{"seq":0,"pad":""}"#.len());
 
 const DEFAULT_FANOUT_MS: u64 = 100;
 /// `/fanout` subscribers are woken at most once per this window ([`Hub::coalesce`]):
@@ -700,29 +698,11 @@ fn slow_data() -> &'static str {
     DATA.get_or_init(|| "x".repeat(SLOW_EVENT_BYTES))
 }
 
-/// `/stream` event `seq`: `{"seq":N,"pad":"xx…x"}`, exactly 64 bytes, built with one
-/// allocation of exactly that size; the layer encodes it into the outgoing frame.
+/// `/stream` event `seq`: `{"seq":N,"pad":"xx…x"}`, exactly 64 bytes, built by the
+/// payload function the axum reference uses too; the layer encodes it into the
+/// outgoing frame.
 fn seq_event(seq: u64) -> Event {
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
-    let mut n = seq;
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    let digits = &digits[start..];
-    let mut data = String::with_capacity(STREAM_DATA_LEN);
-    data.push_str("{\"seq\":");
-    data.extend(digits.iter().copied().map(char::from));
-    data.push_str(",\"pad\":\"");
-    data.push_str(&STREAM_PAD[digits.len() - 1..]);
-    data.push_str("\"}");
-    debug_assert_eq!(data.len(), STREAM_DATA_LEN);
-    Event::new().data(data)
+    Event::new().data(payload::stream_payload(seq))
 }
 
 /// Publishes ticks `1`, `2`, … to the topic, one every `every` (tick 0 is published
@@ -740,10 +720,7 @@ async fn publish_ticks(hub: Hub, every: Duration) {
 
 /// Publishes tick `seq`: `{"seq":N,"ts_ns":T}`, T taken just before.
 async fn publish_tick(hub: &Hub, seq: u64) {
-    let ts_ns = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.as_nanos());
-    let event = Event::new().data(format!("{{\"seq\":{seq},\"ts_ns\":{ts_ns}}}"));
+    let event = Event::new().data(payload::fanout_payload(seq));
     // Kept in the history even with no subscriber, for clients that reconnect.
     if let Err(err) = hub.publish(FANOUT_TOPIC, event).await {
         eprintln!("publishing tick {seq} failed: {err}");

@@ -134,6 +134,8 @@ pub use crate::{
     stats::SseStats,
 };
 
+pub use crate::event::DataEvent;
+
 /// The README's examples, compiled as doc tests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -24,7 +24,14 @@ use http::Request;
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use tower::{service_fn, Layer, ServiceExt};
-use tower_sse::{Event, SseLayer, SseResponse};
+use tower_sse::{event::DataEvent, Encode, Event, SseLayer, SseResponse};
+
+// The demo's `/stream` payload builder (`examples/shared/payload.rs`), the one the
+// axum reference uses too.
+#[path = "../../examples/shared/payload.rs"]
+mod payload;
+
+pub(crate) use payload::{stream_payload, write_stream_payload};
 
 /// `id` of the typical event.
 pub(crate) const ID: &str = "12345";
@@ -439,4 +446,164 @@ where
         barrier.wait().await;
     }
     n
+}
+
+// ---------------------------------------------------------------------------------
+// Events built straight into the frame (`DataEvent`) against `Event::new().data(String)`
+// and axum, with the data made per event as a handler makes it.
+// ---------------------------------------------------------------------------------
+
+/// The `seq` of the `/stream`-like typical event: its payload is [`DATA`].
+pub(crate) const SEQ: u64 = 12345;
+
+/// The typical event as a handler makes it with an owned `String`: the demo's
+/// `/stream` payload (one exact allocation), then `Event::new().id(..).event(..).data(..)`.
+#[inline]
+pub(crate) fn tower_string_event(seq: u64) -> Event {
+    Event::new()
+        .id(ID)
+        .and_then(|e| e.event(NAME))
+        .map(|e| e.data(stream_payload(seq)))
+        .unwrap_or_else(|err| panic!("constant fields are valid: {err}"))
+}
+
+/// The same event with its data written straight into the frame by the same payload
+/// writer: `DataEvent::from_fn`, no `String`.
+#[inline]
+pub(crate) fn tower_data_event(
+    seq: u64,
+) -> DataEvent<impl tower_sse::event::Data + Clone + Send + 'static> {
+    DataEvent::from_fn(move |w| write_stream_payload(seq, w))
+        .id(ID)
+        .and_then(|e| e.event(NAME))
+        .unwrap_or_else(|err| panic!("constant fields are valid: {err}"))
+}
+
+/// The same event, axum, from the same `String` (copied into axum's event buffer).
+#[inline]
+pub(crate) fn axum_string_event(seq: u64) -> AxumEvent {
+    AxumEvent::default()
+        .id(ID)
+        .event(NAME)
+        .data(stream_payload(seq))
+}
+
+/// What an LLM token stream sends, thousands per second per connection.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub(crate) struct Token {
+    pub(crate) token: &'static str,
+}
+
+/// `{"token":"hi"}`.
+pub(crate) const TOKEN: Token = Token { token: "hi" };
+
+/// The token event with `Event::json_data` (serialized into a `String`).
+#[inline]
+pub(crate) fn tower_json_event(token: Token) -> Event {
+    Event::new()
+        .json_data(&token)
+        .unwrap_or_else(|err| panic!("a token serializes: {err}"))
+}
+
+/// The token event with `DataEvent::json` (serialized straight into the frame).
+#[inline]
+pub(crate) fn tower_json_data_event(token: Token) -> DataEvent<tower_sse::event::JsonData<Token>> {
+    DataEvent::json(token)
+}
+
+/// The token event, axum's `Event::json_data` (serialized into the event's buffer).
+#[inline]
+pub(crate) fn axum_json_event(token: Token) -> AxumEvent {
+    AxumEvent::default()
+        .json_data(token)
+        .unwrap_or_else(|err| panic!("a token serializes: {err}"))
+}
+
+/// Appends `event` to a reused frame buffer, as the layer does (the buffer is cleared
+/// first, keeping its capacity).
+#[inline]
+pub(crate) fn encode_into<T: Encode>(buf: &mut BytesMut, event: &T) {
+    buf.clear();
+    event.encode_to(buf);
+}
+
+/// axum frames from any event maker (see [`AxumFrames`]).
+pub(crate) fn axum_frames_with<F>(mut make: F) -> AxumFrames
+where
+    F: FnMut() -> AxumEvent + Send + 'static,
+{
+    let events = stream::repeat_with(move || Ok::<_, Infallible>(make()));
+    AxumFrames {
+        body: Sse::new(events).into_response().into_body(),
+    }
+}
+
+/// A busy tower-sse body (15 s heartbeat, as the demo's `/stream`) over `n` events
+/// made by `make(seq)`.
+pub(crate) async fn tower_body_of<T, F>(n: usize, make: F) -> Drained
+where
+    T: Encode + Send + 'static,
+    F: Fn(u64) -> T + Send + Sync + Clone + 'static,
+{
+    let svc = SseLayer::new().layer(service_fn(move |_req: Request<()>| {
+        let make = make.clone();
+        async move {
+            let events = stream::iter(0..n as u64).map(move |seq| Ok::<_, Infallible>(make(seq)));
+            Ok::<_, Infallible>(SseResponse::new(events))
+        }
+    }));
+    let response = match svc.oneshot(Request::new(())).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    };
+    drain(response.into_body()).await
+}
+
+/// axum's `Sse` with `KeepAlive` (15 s) over `n` events made by `make(seq)`.
+pub(crate) async fn axum_body_of<F>(n: usize, make: F) -> Drained
+where
+    F: Fn(u64) -> AxumEvent + Send + 'static,
+{
+    let events = stream::iter(0..n as u64).map(move |seq| Ok::<_, Infallible>(make(seq)));
+    let response = Sse::new(events)
+        .keep_alive(KeepAlive::new())
+        .into_response();
+    drain(response.into_body()).await
+}
+
+/// Checks that the three ways to make each event give the same bytes.
+pub(crate) fn data_event_sanity_check() {
+    let string = tower_string_event(SEQ).encode().into_bytes();
+    assert_eq!(
+        &string[..],
+        format!("id: {ID}\nevent: {NAME}\ndata: {DATA}\n\n").as_bytes()
+    );
+    let data = tower_data_event(SEQ)
+        .encode()
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(data.as_bytes(), &string);
+    assert_eq!(axum_frames_with(|| axum_string_event(SEQ)).next(), string);
+
+    let json = tower_json_event(TOKEN).encode().into_bytes();
+    assert_eq!(&json[..], b"data: {\"token\":\"hi\"}\n\n");
+    let data = tower_json_data_event(TOKEN)
+        .encode()
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(data.as_bytes(), &json);
+    assert_eq!(axum_frames_with(|| axum_json_event(TOKEN)).next(), json);
+
+    let rt = runtime();
+    let want = BODY_EVENTS * BODY_EVENT_LEN;
+    let got = rt.block_on(tower_body_of(BODY_EVENTS, |seq| {
+        Event::new().data(stream_payload(seq))
+    }));
+    assert_eq!(got.bytes, want);
+    let got = rt.block_on(tower_body_of(BODY_EVENTS, |seq| {
+        DataEvent::from_fn(move |w| write_stream_payload(seq, w))
+    }));
+    assert_eq!(got.bytes, want);
+    let got = rt.block_on(axum_body_of(BODY_EVENTS, |seq| {
+        AxumEvent::default().data(stream_payload(seq))
+    }));
+    assert_eq!(got.bytes, want);
 }

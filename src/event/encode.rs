@@ -33,8 +33,12 @@ impl<'a> Iterator for Lines<'a> {
 }
 
 fn lines(value: &str) -> Lines<'_> {
+    byte_lines(value.as_bytes())
+}
+
+fn byte_lines(bytes: &[u8]) -> Lines<'_> {
     Lines {
-        bytes: value.as_bytes(),
+        bytes,
         start: Some(0),
     }
 }
@@ -45,6 +49,13 @@ fn lines(value: &str) -> Lines<'_> {
 /// With an empty `name` this writes comment lines (`: text`).
 pub(crate) fn put_lines(buf: &mut BytesMut, name: &[u8], value: &str) {
     for line in lines(value) {
+        put_line(buf, name, line);
+    }
+}
+
+/// [`put_lines`] for bytes (the line breaks are ASCII, so bytes split as text does).
+pub(crate) fn put_byte_lines(buf: &mut BytesMut, name: &[u8], value: &[u8]) {
+    for line in byte_lines(value) {
         put_line(buf, name, line);
     }
 }

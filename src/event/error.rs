@@ -63,3 +63,70 @@ impl fmt::Display for EventError {
 }
 
 impl std::error::Error for EventError {}
+
+/// The data of a [`DataEvent`](crate::event::DataEvent) could not be written: its
+/// `Display` implementation (or the closure of [`DataEvent::from_fn`]) returned an
+/// error, or serde could not serialize the value to JSON.
+///
+/// Nothing of the event is written then. The layer skips such an event and logs this
+/// error at `warn`; [`DataEvent::encode`] returns it.
+///
+/// [`DataEvent::from_fn`]: crate::event::DataEvent::from_fn
+/// [`DataEvent::encode`]: crate::event::DataEvent::encode
+///
+/// # Example
+///
+/// ```
+/// use std::fmt;
+/// use tower_sse::event::DataEvent;
+///
+/// let event = DataEvent::from_fn(|_| Err(fmt::Error));
+/// let err = event.encode().unwrap_err();
+/// assert_eq!(err.to_string(), "event data could not be formatted");
+/// ```
+#[derive(Debug)]
+pub struct DataError {
+    inner: DataErrorInner,
+}
+
+#[derive(Debug)]
+enum DataErrorInner {
+    Fmt,
+    #[cfg(feature = "json")]
+    Json(serde_json::Error),
+}
+
+impl DataError {
+    pub(crate) const fn fmt() -> Self {
+        Self {
+            inner: DataErrorInner::Fmt,
+        }
+    }
+
+    #[cfg(feature = "json")]
+    pub(crate) const fn json(err: serde_json::Error) -> Self {
+        Self {
+            inner: DataErrorInner::Json(err),
+        }
+    }
+}
+
+impl fmt::Display for DataError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.inner {
+            DataErrorInner::Fmt => f.write_str("event data could not be formatted"),
+            #[cfg(feature = "json")]
+            DataErrorInner::Json(_) => f.write_str("event data could not be serialized to JSON"),
+        }
+    }
+}
+
+impl std::error::Error for DataError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.inner {
+            DataErrorInner::Fmt => None,
+            #[cfg(feature = "json")]
+            DataErrorInner::Json(err) => Some(err),
+        }
+    }
+}

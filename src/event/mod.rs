@@ -6,6 +6,10 @@
 //! allocation in the encoder. [`Event::encode`] produces an [`EncodedEvent`] (one
 //! allocation, exact size) that can be shared by any number of connections.
 //!
+//! A [`DataEvent`] keeps its data as a value instead (a `Display`, a serde value with
+//! the `json` feature, bytes, or a closure that writes) and writes it straight into
+//! the frame when it is sent: no `String` per event, the same bytes as an `Event`.
+//!
 //! The encoding follows the WHATWG HTML "server-sent events" parser: every line ends
 //! with `\n`, `data` is split into one `data:` line per line of text (on `\n`, `\r\n`
 //! and a lone `\r`), and a space always follows the colon so that a value that starts
@@ -24,6 +28,7 @@
 //! # }
 //! ```
 
+mod data;
 mod encode;
 mod error;
 
@@ -31,8 +36,11 @@ use std::{borrow::Cow, fmt, time::Duration};
 
 use bytes::{Bytes, BytesMut};
 
+#[cfg(feature = "json")]
+pub use self::data::JsonData;
+pub use self::data::{BytesData, Data, DataEvent, DataWriter, DisplayData, FnData};
 pub(crate) use self::encode::put_lines;
-pub use self::error::{EventError, EventErrorKind};
+pub use self::error::{DataError, EventError, EventErrorKind};
 
 /// Text stored in an event: a `&'static str` or a `String`, both without a copy.
 type Text = Cow<'static, str>;
@@ -138,13 +146,7 @@ impl Event {
     /// ```
     pub fn id(mut self, id: impl Into<Cow<'static, str>>) -> Result<Self, EventError> {
         let id = id.into();
-        if let Some(i) = memchr::memchr3(b'\n', b'\r', b'\0', id.as_bytes()) {
-            return Err(EventError::new(if id.as_bytes()[i] == b'\0' {
-                EventErrorKind::IdNul
-            } else {
-                EventErrorKind::IdLineBreak
-            }));
-        }
+        check_id(&id)?;
         self.id = Some(id);
         Ok(self)
     }
@@ -178,9 +180,7 @@ impl Event {
     /// ```
     pub fn event(mut self, event: impl Into<Cow<'static, str>>) -> Result<Self, EventError> {
         let event = event.into();
-        if memchr::memchr2(b'\n', b'\r', event.as_bytes()).is_some() {
-            return Err(EventError::new(EventErrorKind::EventLineBreak));
-        }
+        check_event(&event)?;
         self.event = Some(event);
         Ok(self)
     }
@@ -298,6 +298,23 @@ impl Event {
         let mut buf = BytesMut::with_capacity(self.encoded_len());
         self.encode_to(&mut buf);
         EncodedEvent(buf.freeze())
+    }
+}
+
+/// An `id` no client could read back: a line break, or a NUL.
+fn check_id(id: &str) -> Result<(), EventError> {
+    match memchr::memchr3(b'\n', b'\r', b'\0', id.as_bytes()) {
+        None => Ok(()),
+        Some(i) if id.as_bytes()[i] == b'\0' => Err(EventError::new(EventErrorKind::IdNul)),
+        Some(_) => Err(EventError::new(EventErrorKind::IdLineBreak)),
+    }
+}
+
+/// An `event` name that would end its line early.
+fn check_event(event: &str) -> Result<(), EventError> {
+    match memchr::memchr2(b'\n', b'\r', event.as_bytes()) {
+        None => Ok(()),
+        Some(_) => Err(EventError::new(EventErrorKind::EventLineBreak)),
     }
 }
 

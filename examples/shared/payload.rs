@@ -1,0 +1,73 @@
+//! The event payloads of `/stream` and `/fanout`, built by the same functions in the
+//! demo (`examples/demo.rs`) and in the axum reference (`examples/axum_ref.rs`), so
+//! that a load-generator comparison of the two measures their SSE paths and nothing
+//! else. Each file includes this one with `#[path = "shared/payload.rs"] mod payload;`.
+//!
+//! Each server hands the `String` to its SSE library the ordinary way: tower-sse's
+//! `Event::new().data(payload)` moves it into the event, axum's
+//! `Event::default().data(payload)` copies it into the event's buffer.
+
+use std::{
+    fmt,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+/// `/stream` data is exactly this long: `data: ` + 64 + `\n\n` = 72 bytes on the wire.
+pub(crate) const STREAM_DATA_LEN: usize = 64;
+/// The most padding a `/stream` payload needs (a one-digit `seq`).
+const STREAM_PAD: &str = "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
+const _: () = assert!(STREAM_PAD.len() == STREAM_DATA_LEN - r#"{"seq":0,"pad":""}"#.len());
+
+/// `/stream` event `seq`'s data: `{"seq":N,"pad":"xx…x"}`, exactly 64 bytes, with
+/// the digits written by hand into one allocation of exactly that size.
+pub(crate) fn stream_payload(seq: u64) -> String {
+    let mut digits = [0u8; 20];
+    let digits = decimal(seq, &mut digits);
+    let mut data = String::with_capacity(STREAM_DATA_LEN);
+    data.push_str("{\"seq\":");
+    data.extend(digits.iter().copied().map(char::from));
+    data.push_str(",\"pad\":\"");
+    data.push_str(&STREAM_PAD[digits.len() - 1..]);
+    data.push_str("\"}");
+    debug_assert_eq!(data.len(), STREAM_DATA_LEN);
+    data
+}
+
+/// The decimal digits of `n`, by hand, into the tail of `out`.
+fn decimal(mut n: u64, out: &mut [u8; 20]) -> &[u8] {
+    let mut start = out.len();
+    loop {
+        start -= 1;
+        out[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    &out[start..]
+}
+
+/// Writes the same 64 bytes as [`stream_payload`] into `out` in five `write_str` calls,
+/// without formatting machinery. Not used by the servers: the benches
+/// (`benches/common`) write it straight into the frame with tower-sse's `DataEvent`,
+/// and check that its bytes are [`stream_payload`]'s.
+#[allow(dead_code)]
+pub(crate) fn write_stream_payload(seq: u64, out: &mut impl fmt::Write) -> fmt::Result {
+    let mut digits = [0u8; 20];
+    // ASCII digits only.
+    let digits = std::str::from_utf8(decimal(seq, &mut digits)).map_err(|_| fmt::Error)?;
+    out.write_str("{\"seq\":")?;
+    out.write_str(digits)?;
+    out.write_str(",\"pad\":\"")?;
+    out.write_str(&STREAM_PAD[digits.len() - 1..])?;
+    out.write_str("\"}")
+}
+
+/// `/fanout` tick `seq`'s data: `{"seq":N,"ts_ns":T}`, T the wall clock in nanoseconds
+/// since the Unix epoch, taken now (the load generator measures latency from it).
+pub(crate) fn fanout_payload(seq: u64) -> String {
+    let ts_ns = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_nanos());
+    format!("{{\"seq\":{seq},\"ts_ns\":{ts_ns}}}")
+}
