@@ -22,15 +22,16 @@
 //! demo's own functions (`examples/shared/payload.rs`), so that the comparison measures
 //! the SSE paths only.
 //!
-//! The server is the demo's: the same accept loop and hyper-util `auto::Builder`
-//! (HTTP/1.1 and h2c) with the same settings (`http1().max_buf_size(64 KiB)`, hyper's
-//! header-read timer, a `GracefulShutdown` watch per connection), `TCP_NODELAY` and a
-//! listen backlog of 4096, on `127.0.0.1:$PORT` (default 3000, `0` picks a free port).
-//! `axum::serve` would differ in all of these (a builder with hyper's defaults per
-//! connection, a write buffer of up to ~400 KiB, no header timer, upgrades; see
-//! BENCHMARKS.md, "A fair comparison"). It prints `listening on http://127.0.0.1:PORT`
-//! once it accepts connections and exits at once on SIGINT or SIGTERM (axum's graceful
-//! shutdown would wait for endless streams).
+//! The server is the demo's: `tower_sse::server::Server` (hyper-util's `auto::Builder`,
+//! HTTP/1.1 and h2c) with the demo's settings (a 64 KiB HTTP/1 write buffer, request
+//! timeouts, `TCP_NODELAY`, keepalive, `TCP_NOTSENT_LOWAT`, the h2 send buffer, a
+//! listen backlog of 4096), on `127.0.0.1:$PORT` (default 3000, `0` picks a free port);
+//! it serves the axum `Router` as any tower service. `axum::serve` would differ in all
+//! of these (a builder with hyper's defaults per connection, a write buffer of up to
+//! ~400 KiB, no header timer; see BENCHMARKS.md, "A fair comparison"). It prints
+//! `listening on http://127.0.0.1:PORT` once it accepts connections and exits on
+//! SIGINT or SIGTERM without waiting for open streams (axum's graceful shutdown would
+//! wait for endless streams).
 
 use std::{
     convert::Infallible,
@@ -43,7 +44,7 @@ use std::{
 use axum::{
     body::Body,
     extract::State,
-    http::{header, HeaderValue, Request, Response, Uri},
+    http::{header, HeaderValue, Response, Uri},
     response::{
         sse::{Event, KeepAlive, Sse},
         IntoResponse,
@@ -54,19 +55,13 @@ use axum::{
 use bytes::{BufMut as _, Bytes, BytesMut};
 use futures_util::stream;
 use http_body::Frame;
-use hyper::body::Incoming;
-use hyper_util::{
-    rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::{conn::auto, graceful::GracefulShutdown},
-};
 use tokio::{
-    net::{TcpListener, TcpSocket},
     signal::unix::{signal, SignalKind},
     sync::broadcast,
     time::{Interval, MissedTickBehavior},
 };
 use tokio_stream::{wrappers::BroadcastStream, Stream, StreamExt as _};
-use tower::ServiceExt as _;
+use tower_sse::server::Server;
 
 // The `/stream` and `/fanout` payloads, built by the demo's functions.
 #[path = "shared/payload.rs"]
@@ -74,7 +69,6 @@ mod payload;
 
 use payload::STREAM_DATA_LEN;
 
-const BACKLOG: u32 = 4096;
 const FANOUT_CAPACITY: usize = 1024;
 /// Events per frame in the floor `/stream` body.
 const FLOOR_EVENTS_PER_FRAME: usize = 900;
@@ -117,51 +111,24 @@ async fn main() -> io::Result<()> {
     .route("/health", get(|| async { "ok\n" }))
     .with_state(topics);
 
-    let socket = TcpSocket::new_v4()?;
-    socket.set_reuseaddr(true)?;
-    socket.bind((std::net::Ipv4Addr::LOCALHOST, port).into())?;
-    let listener = socket.listen(BACKLOG)?;
-    println!("listening on http://{}", listener.local_addr()?);
+    // The demo's server (`tower_sse::server::Server`) with the demo's settings, so
+    // that only the SSE path differs.
+    let server = Server::bind((std::net::Ipv4Addr::LOCALHOST, port))
+        .await?
+        .http1_max_buf_size(64 * 1024)
+        .shutdown_grace(Duration::ZERO);
+    println!("listening on http://{}", server.local_addr()?);
     io::stdout().flush()?;
 
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        () = serve(listener, app) => Ok(()),
-        _ = sigterm.recv() => Ok(()),
-        _ = sigint.recv() => Ok(()),
-    }
-}
-
-/// The demo's server loop (`examples/demo.rs`, `main`), setting for setting, around
-/// the axum `Router`.
-async fn serve(listener: TcpListener, app: Router) {
-    let mut http = auto::Builder::new(TokioExecutor::new());
-    http.http1()
-        .timer(TokioTimer::new())
-        .max_buf_size(64 * 1024);
-    http.http2().timer(TokioTimer::new());
-    let graceful = GracefulShutdown::new();
-    loop {
-        match listener.accept().await {
-            Ok((tcp, _peer)) => {
-                let _ = tcp.set_nodelay(true);
-                let app = app.clone();
-                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                    app.clone().oneshot(req)
-                });
-                let conn = http.serve_connection(TokioIo::new(tcp), svc).into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
-            }
-            Err(err) => {
-                eprintln!("accept failed: {err}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+    let stop = async move {
+        tokio::select! {
+            _ = sigterm.recv() => {}
+            _ = sigint.recv() => {}
         }
-    }
+    };
+    server.serve(app, stop).await
 }
 
 fn env_number<T: std::str::FromStr>(name: &str, default: T) -> io::Result<T> {
