@@ -49,7 +49,7 @@ for (const cap of ['MAX_STREAMS', 'MAX_STREAMS_PER_CLIENT']) {
     t.after(() => context.close());
     const page = await context.newPage();
     const requests = [];
-    page.on('request', (request) => requests.push({ request, at: Date.now() }));
+    page.on('request', (request) => requests.push({ request }));
     assert.equal((await page.goto(`${demo.url}/health`)).status(), 200);
 
     const log = await page.evaluate(
@@ -92,9 +92,10 @@ for (const cap of ['MAX_STREAMS', 'MAX_STREAMS_PER_CLIENT']) {
     assert.equal(ticks.length, 3);
     assert.deepEqual(ticks.map((x) => JSON.parse(x.data).n), [1, 2, 3]);
 
-    // The shed request was followed by the next one, no sooner than its retry.
+    // The shed request was followed by exactly one more, made by the browser itself
+    // once the first stream had let go (order and count; the delay is only logged).
     const sent = requestsFor(requests, SECOND);
-    assert.ok(sent.length >= 2, `the browser reconnected by itself (requests: ${sent.length})`);
+    assert.equal(sent.length, 2, `the browser reconnected by itself, once (requests: ${sent.length})`);
     const responses = await Promise.all(sent.map(({ request }) => request.response()));
     const shed = responses[0];
     assert.equal(shed.status(), 200);
@@ -102,10 +103,10 @@ for (const cap of ['MAX_STREAMS', 'MAX_STREAMS_PER_CLIENT']) {
     const body = await shed.text();
     const retry = Number(/^retry: (\d+)\n\n$/.exec(body)?.[1]);
     assert.ok(retry >= 1000, `one retry of at least 1000 ms: ${JSON.stringify(body)}`);
-    // Timed in the page (the `request` events reach this process with delays).
-    const reopened = b.filter((x) => x.kind === 'open')[1];
-    const gap = reopened.at - b[1].at;
-    t.diagnostic(`shed with retry: ${retry} ms; the browser came back after ${gap} ms`);
-    assert.ok(gap >= retry - 100, `came back after ${gap} ms, before its retry of ${retry} ms`);
+    const reopened = log.indexOf(b.filter((x) => x.kind === 'open')[1]);
+    const released = log.findIndex((x) => x.who === 'a' && x.kind === 'closed');
+    assert.ok(released >= 0 && released < reopened, `reconnected after the first let go: ${JSON.stringify(log)}`);
+    // Timed in the page, for the log only (RELIABILITY.md records the figure).
+    t.diagnostic(`shed with retry: ${retry} ms; the browser came back after ${log[reopened].at - b[1].at} ms`);
   });
 }
