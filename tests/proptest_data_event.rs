@@ -12,13 +12,10 @@
 
 mod support;
 
-use std::{convert::Infallible, fmt::Write as _, time::Duration};
+use std::{fmt::Write as _, time::Duration};
 
-use bytes::Bytes;
-use eventsource_stream::Eventsource;
-use futures_util::TryStreamExt;
 use proptest::{prelude::*, sample::Index};
-use support::body::{next_frame, sse_body};
+use support::{runtime, wire::parse_in_two};
 use tower_sse::{
     event::{Data, DataEvent},
     Encode, Event, EventError, Overflow, SseLayer,
@@ -144,40 +141,18 @@ fn normalised(data: &str) -> String {
 /// `Overflow::Wait`) or pumped (`Overflow::DropOldest`: a task drains the source into
 /// the queue, through `Encode::into_bytes`).
 async fn layer_bytes<T: Encode + Send + 'static>(events: Vec<T>, pumped: bool) -> Vec<u8> {
-    let source = futures_util::stream::iter(events.into_iter().map(Ok::<_, Infallible>));
     let layer = if pumped {
         SseLayer::new().on_overflow(Overflow::DropOldest)
     } else {
         SseLayer::new()
     };
-    let mut body = sse_body(layer, source).await;
-    let mut bytes = Vec::new();
-    while let Some(frame) = next_frame(&mut body).await {
-        bytes.extend_from_slice(&frame);
-    }
-    bytes
+    support::body::layer_bytes(layer, events).await
 }
 
 /// Parses `bytes` delivered in two pieces, split at `split`.
 async fn parse(bytes: Vec<u8>, split: Index) -> Vec<eventsource_stream::Event> {
     let at = split.index(bytes.len() + 1);
-    let (a, b) = bytes.split_at(at);
-    let chunks = vec![
-        Ok::<_, Infallible>(Bytes::copy_from_slice(a)),
-        Ok(Bytes::copy_from_slice(b)),
-    ];
-    futures_util::stream::iter(chunks)
-        .eventsource()
-        .try_collect()
-        .await
-        .unwrap()
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
+    parse_in_two(bytes, at).await
 }
 
 /// Checks one `DataEvent` against its `Event`: same bytes alone, through the layer in

@@ -25,13 +25,10 @@
 
 mod support;
 
-use std::{convert::Infallible, time::Duration};
+use std::time::Duration;
 
-use bytes::Bytes;
-use eventsource_stream::Eventsource;
-use futures_util::TryStreamExt;
 use proptest::{prelude::*, sample::Index};
-use support::body::{next_frame, sse_body};
+use support::{runtime, wire::parse_in_two};
 use tower_sse::{Event, EventErrorKind, SseLayer};
 
 /// Text rich in what matters to SSE framing: line breaks of every kind, NUL, colons,
@@ -133,36 +130,14 @@ fn normalised(data: &str) -> String {
 
 /// The bytes the layer writes for `events`, in process.
 async fn layer_bytes(events: Vec<Event>) -> Vec<u8> {
-    let source = futures_util::stream::iter(events.into_iter().map(Ok::<_, Infallible>));
-    let mut body = sse_body(SseLayer::new(), source).await;
-    let mut bytes = Vec::new();
-    while let Some(frame) = next_frame(&mut body).await {
-        bytes.extend_from_slice(&frame);
-    }
-    bytes
+    support::body::layer_bytes(SseLayer::new(), events).await
 }
 
 /// Parses `bytes` delivered in two pieces, split at `split` (TCP may cut anywhere,
 /// even inside a UTF-8 character).
 async fn parse(bytes: Vec<u8>, split: Index) -> Vec<eventsource_stream::Event> {
     let at = split.index(bytes.len() + 1);
-    let (a, b) = bytes.split_at(at);
-    let chunks = vec![
-        Ok::<_, Infallible>(Bytes::copy_from_slice(a)),
-        Ok(Bytes::copy_from_slice(b)),
-    ];
-    futures_util::stream::iter(chunks)
-        .eventsource()
-        .try_collect()
-        .await
-        .unwrap()
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
+    parse_in_two(bytes, at).await
 }
 
 #[test]

@@ -268,18 +268,14 @@ impl<D: Data> DataEvent<D> {
         if let Some(id) = &self.id {
             match id {
                 Id::Text(id) => encode::put_line(buf, b"id", id.as_bytes()),
-                Id::Number(n) => {
-                    let mut digits = [0; 20];
-                    encode::put_line(buf, b"id", encode::decimal(*n, &mut digits));
-                }
+                Id::Number(n) => encode::put_number(buf, b"id", *n),
             }
         }
         if let Some(event) = &self.event {
             encode::put_line(buf, b"event", event.as_bytes());
         }
         if let Some(retry) = self.retry {
-            let mut digits = [0; 20];
-            encode::put_line(buf, b"retry", encode::decimal(retry, &mut digits));
+            encode::put_number(buf, b"retry", retry);
         }
         let mut writer = DataWriter::start(buf);
         let written = self.data.write_data(&mut writer);

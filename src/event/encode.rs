@@ -79,6 +79,14 @@ pub(crate) fn put_line(buf: &mut BytesMut, name: &[u8], value: &[u8]) {
     buf.put_u8(b'\n');
 }
 
+/// Appends one field line whose value is the decimal number `n` (`retry`, a numeric
+/// `id`).
+#[inline]
+pub(crate) fn put_number(buf: &mut BytesMut, name: &[u8], n: u64) {
+    let mut digits = [0; 20];
+    put_line(buf, name, decimal(n, &mut digits));
+}
+
 #[inline]
 pub(crate) const fn line_len(name: &[u8], value_len: usize) -> usize {
     if value_len == 0 {

@@ -249,8 +249,7 @@ impl Event {
             encode::put_line(buf, b"event", event.as_bytes());
         }
         if let Some(retry) = self.retry {
-            let mut digits = [0; 20];
-            encode::put_line(buf, b"retry", encode::decimal(retry, &mut digits));
+            encode::put_number(buf, b"retry", retry);
         }
         if let Some(data) = &self.data {
             put_lines(buf, b"data", data);

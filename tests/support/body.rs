@@ -58,3 +58,18 @@ where
     let frame = body.frame().await?.expect("body error");
     Some(frame.into_data().expect("a data frame"))
 }
+
+/// Every frame of the response of `layer` around a handler streaming `events`, in
+/// process, concatenated: the bytes a client would read.
+pub(crate) async fn layer_bytes<T>(layer: SseLayer, events: Vec<T>) -> Vec<u8>
+where
+    T: Encode + Send + 'static,
+{
+    let source = futures_util::stream::iter(events.into_iter().map(Ok::<_, Infallible>));
+    let mut body = sse_body(layer, source).await;
+    let mut bytes = Vec::new();
+    while let Some(frame) = next_frame(&mut body).await {
+        bytes.extend_from_slice(&frame);
+    }
+    bytes
+}

@@ -60,3 +60,12 @@ pub(crate) async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     })
     .await;
 }
+
+/// A current-thread runtime with time and I/O, for tests that are not async
+/// themselves (proptest bodies).
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}

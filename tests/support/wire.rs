@@ -64,3 +64,20 @@ pub(crate) async fn parse_all(bytes: Vec<u8>) -> Vec<eventsource_stream::Event> 
         .await
         .unwrap()
 }
+
+/// Parses `bytes` with eventsource-stream, delivered in two pieces cut at `at` (TCP
+/// may cut anywhere, even inside a UTF-8 character).
+pub(crate) async fn parse_in_two(bytes: Vec<u8>, at: usize) -> Vec<eventsource_stream::Event> {
+    use eventsource_stream::Eventsource as _;
+    use futures_util::TryStreamExt as _;
+    let (a, b) = bytes.split_at(at.min(bytes.len()));
+    let chunks = vec![
+        Ok::<_, std::convert::Infallible>(bytes::Bytes::copy_from_slice(a)),
+        Ok(bytes::Bytes::copy_from_slice(b)),
+    ];
+    futures_util::stream::iter(chunks)
+        .eventsource()
+        .try_collect()
+        .await
+        .unwrap()
+}
