@@ -237,12 +237,8 @@ async fn next_bytes(sub: &mut Subscription) -> Bytes {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_on_one_instance_reaches_subscribers_on_the_other() {
     let redis = Redis::start().await;
-    let a = Hub::redis(redis.url().as_str(), History::default())
-        .await
-        .unwrap();
-    let b = Hub::redis(redis.url().as_str(), History::default())
-        .await
-        .unwrap();
+    let a = redis.hub().await;
+    let b = redis.hub().await;
     let (server_a, server_b) = (serve(&a).await, serve(&b).await);
     let mut on_a = Client::get(&server_a, "news", None).await;
     let mut on_b = Client::get(&server_b, "news", None).await;
@@ -288,12 +284,8 @@ async fn publish_on_one_instance_reaches_subscribers_on_the_other() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_publishers_on_two_instances_give_one_order() {
     let redis = Redis::start().await;
-    let a = Hub::redis(redis.url().as_str(), History::default())
-        .await
-        .unwrap();
-    let b = Hub::redis(redis.url().as_str(), History::default())
-        .await
-        .unwrap();
+    let a = redis.hub().await;
+    let b = redis.hub().await;
     let mut on_a = a.subscribe("t", None).await;
     let mut on_b = b.subscribe("t", None).await;
     let publisher = |hub: Hub, name: &'static str| {
@@ -329,9 +321,7 @@ async fn concurrent_publishers_on_two_instances_give_one_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_reconnecting_to_another_instance_resumes_without_gap_or_duplicate() {
     let redis = Redis::start().await;
-    let a = Hub::redis(redis.url().as_str(), History::default())
-        .await
-        .unwrap();
+    let a = redis.hub().await;
     // B keeps only 3 events per topic itself: the id the client saw on A is not among
     // them, so B must fetch from Redis and then join its own history at the seam.
     let b = Hub::redis(redis.url().as_str(), History::new(3, 1 << 20))
@@ -381,9 +371,7 @@ async fn a_client_reconnecting_to_another_instance_resumes_without_gap_or_duplic
 
     // A third instance that has never seen the topic: its reader starts with this
     // subscription, the replay comes from Redis, and what is published next arrives.
-    let c = Hub::redis(redis.url().as_str(), History::default())
-        .await
-        .unwrap();
+    let c = redis.hub().await;
     let server_c = serve(&c).await;
     let mut fresh = Client::get(&server_c, "t", Some(&last_seen)).await;
     assert_eq!(fresh.resume, "Replay { missed: 6 }");
@@ -435,9 +423,7 @@ async fn an_id_older_than_redis_keeps_is_unknown() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_reader_runs_while_the_topic_has_local_subscribers() {
     let redis = Redis::start().await;
-    let hub = Hub::redis(redis.url().as_str(), History::default())
-        .await
-        .unwrap();
+    let hub = redis.hub().await;
     assert_eq!(redis.blocked_clients().await, 0);
     let first = hub.subscribe("t", None).await;
     let second = hub.subscribe("t", None).await;
@@ -564,12 +550,8 @@ async fn a_redis_that_never_answers_is_bounded_by_the_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restarted_mid_stream() {
     let mut redis = Redis::start().await;
-    let a = Hub::redis(redis.url().as_str(), History::default())
-        .await
-        .unwrap();
-    let b = Hub::redis(redis.url().as_str(), History::default())
-        .await
-        .unwrap();
+    let a = redis.hub().await;
+    let b = redis.hub().await;
     let server_b = serve(&b).await;
     let mut client = Client::get(&server_b, "t", None).await;
     let e1 = publish(&a, "t", "before").await;
@@ -647,9 +629,7 @@ async fn redis_restarted_mid_stream() {
     // the topic, resuming from e1 is unknown, from e2 it replays. B, whose reader saw
     // e1, e2 and e3 in a row, still resumes from e1 out of its own history.
     assert_eq!(redis.xlen("t").await, 2);
-    let c = Hub::redis(redis.url().as_str(), History::default())
-        .await
-        .unwrap();
+    let c = redis.hub().await;
     let after_e1 = c.subscribe("t", Some(&LastEventId::new(e1.clone()))).await;
     assert_eq!(after_e1.resume(), Resume::Unknown);
     let after_e2 = c.subscribe("t", Some(&LastEventId::new(e2))).await;

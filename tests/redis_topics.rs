@@ -13,7 +13,7 @@ use std::{collections::BTreeMap, time::Duration};
 use eventsource_stream::Event as SseEvent;
 use futures_util::StreamExt as _;
 use tower_sse::{
-    hub::{History, Hub, MultiSubscription, Resume},
+    hub::{Hub, MultiSubscription, Resume},
     Event, LastEventId,
 };
 
@@ -79,12 +79,8 @@ fn numbered(topic: &str, range: std::ops::Range<u32>) -> Vec<String> {
 async fn a_cut_resumes_every_topic_on_another_instance() {
     const TOPICS: [&str; 3] = ["x", "y", "z"];
     let redis = Redis::start().await;
-    let a = Hub::redis(redis.url().as_str(), History::default())
-        .await
-        .unwrap();
-    let b = Hub::redis(redis.url().as_str(), History::default())
-        .await
-        .unwrap();
+    let a = redis.hub().await;
+    let b = redis.hub().await;
     // Topics with a past: the client starts after it.
     for topic in TOPICS {
         publish(&a, topic, "old").await;
@@ -147,12 +143,8 @@ async fn a_cut_resumes_every_topic_on_another_instance() {
 async fn a_redis_restart_keeps_the_stream_and_the_resume_exact() {
     const TOPICS: [&str; 2] = ["p", "q"];
     let mut redis = Redis::start().await;
-    let a = Hub::redis(redis.url().as_str(), History::default())
-        .await
-        .unwrap();
-    let b = Hub::redis(redis.url().as_str(), History::default())
-        .await
-        .unwrap();
+    let a = redis.hub().await;
+    let b = redis.hub().await;
     for topic in TOPICS {
         publish(&a, topic, "old").await;
     }
@@ -190,9 +182,7 @@ async fn a_redis_restart_keeps_the_stream_and_the_resume_exact() {
     assert_eq!(seen.of("p"), ["p0", "p1", "p2"]);
     assert_eq!(seen.of("q"), ["q0", "q1"]);
     // With an id from after the restart, a third instance resumes from Redis.
-    let c = Hub::redis(redis.url().as_str(), History::default())
-        .await
-        .unwrap();
+    let c = redis.hub().await;
     let sub = within("resume", c.subscribe_many(&TOPICS, Some(&seen.id())))
         .await
         .unwrap();

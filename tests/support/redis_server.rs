@@ -25,6 +25,13 @@ pub(crate) struct Redis {
 }
 
 impl Redis {
+    /// A hub on this Redis (one instance of a deployment) with the default history.
+    pub(crate) async fn hub(&self) -> tower_sse::hub::Hub {
+        tower_sse::hub::Hub::redis(self.url().as_str(), tower_sse::hub::History::default())
+            .await
+            .expect("a hub on the test Redis")
+    }
+
     fn binary() -> String {
         std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".to_owned())
     }
