@@ -25,6 +25,8 @@
 //! | `GET /fanout?topic=A&topic=B…` | topics A, B, … on one stream, `event: <topic>`, one resumable id |
 //! | `POST /publish?topic=A` | publishes the body to topic A, 204 |
 //! | `GET /metrics` | the layer's and the hub's metrics in Prometheus text |
+//! | `GET /fanout?…&pane=P` | the same stream, which `POST /cut?pane=P` can end (the page's "cut" button; not in the contract) |
+//! | `POST /cut?pane=P` | ends the open `/fanout` streams of pane P as a network cut would, 204 (none open: 404) |
 //!
 //! Every other SSE endpoint sends a heartbeat after 15 s of silence (the layer's
 //! default). Bad query parameters get a 400, unknown paths a 404.
@@ -55,11 +57,13 @@
 //! and gets the events it missed, then the live ones, with no duplicate and no gap.
 
 use std::{
+    collections::BTreeMap,
     convert::Infallible,
+    future::Future,
     io::{self, Write as _},
     ops::RangeInclusive,
     pin::Pin,
-    sync::OnceLock,
+    sync::{Mutex, OnceLock, PoisonError},
     task::{ready, Context, Poll},
     time::Duration,
 };
@@ -69,6 +73,7 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
 use tokio::{
     signal::unix::{signal, SignalKind},
+    sync::oneshot,
     time::{Interval, MissedTickBehavior},
 };
 use tokio_stream::Stream;
@@ -284,6 +289,7 @@ async fn route(hub: Hub, req: Request<RequestBody>) -> Result<Answer, Infallible
         (&Method::GET, "/metrics") => render_metrics(),
         (&Method::GET, _) => get(&req).unwrap_or_else(BadParam::answer),
         (&Method::POST, "/publish") => publish(&hub, req).await,
+        (&Method::POST, "/cut") => cut(req.uri().query()),
         _ => not_found(),
     })
 }
@@ -348,9 +354,15 @@ fn get(req: &Request<RequestBody>) -> Result<Answer, BadParam> {
 /// events published since that one, from the history.
 async fn fanout(hub: &Hub, req: &Request<RequestBody>) -> Answer {
     let last_event_id = req.extensions().get::<LastEventId>().cloned();
+    let cut = match pane_cut(req.uri().query()) {
+        Ok(cut) => cut,
+        Err(msg) => return bad_request(msg),
+    };
     match topics(req.uri().query()) {
         Ok(None) => {}
-        Ok(Some(topics)) => return fanout_topics(hub, &topics, last_event_id.as_ref()).await,
+        Ok(Some(topics)) => {
+            return fanout_topics(hub, &topics, last_event_id.as_ref(), cut).await;
+        }
         Err(msg) => return bad_request(msg),
     }
     let subscription = hub.subscribe(FANOUT_TOPIC, last_event_id.as_ref()).await;
@@ -360,15 +372,23 @@ async fn fanout(hub: &Hub, req: &Request<RequestBody>) -> Answer {
         // lost. An application would send its whole state here; the demo says so.
         Resume::Unknown => Some(Event::new().comment("unknown Last-Event-ID: events missed")),
     };
-    SseResponse::new(Events::Fanout {
-        first,
-        subscription,
-    })
+    SseResponse::new(Events::cuttable(
+        Events::Fanout {
+            first,
+            subscription,
+        },
+        cut,
+    ))
 }
 
 /// `GET /fanout?topic=A&topic=B…`: one stream of several topics, each event named
 /// after its topic; the ids resume every topic at once.
-async fn fanout_topics(hub: &Hub, topics: &[String], last: Option<&LastEventId>) -> Answer {
+async fn fanout_topics(
+    hub: &Hub,
+    topics: &[String],
+    last: Option<&LastEventId>,
+    cut: Option<oneshot::Receiver<()>>,
+) -> Answer {
     let subscription = match hub.subscribe_many(topics, last).await {
         Ok(subscription) => subscription,
         Err(err) => return bad_request(format!("{err}\n")),
@@ -384,10 +404,13 @@ async fn fanout_topics(hub: &Hub, topics: &[String], last: Option<&LastEventId>)
             unknown.join(" ")
         ))
     });
-    SseResponse::new(Events::Topics {
-        first,
-        subscription,
-    })
+    SseResponse::new(Events::cuttable(
+        Events::Topics {
+            first,
+            subscription,
+        },
+        cut,
+    ))
 }
 
 /// The most topics on one `/fanout` stream, and the longest topic name.
@@ -594,6 +617,80 @@ fn param(query: Option<&str>, name: &'static str, max: u64) -> Result<Option<u64
 }
 
 // ---------------------------------------------------------------------------------
+// The page's "cut the connection" button: GET /fanout?…&pane=P, POST /cut?pane=P
+// ---------------------------------------------------------------------------------
+
+/// The open `/fanout` streams that asked to be cuttable (`pane=P`), by pane. Not part of
+/// the contract: `POST /cut?pane=P` ends them the way a network cut does (the response
+/// just stops), so that the page shows its `EventSource` coming back by itself with
+/// `Last-Event-ID` and getting the events it missed from the topic's history.
+static PANES: Mutex<BTreeMap<String, Vec<oneshot::Sender<()>>>> = Mutex::new(BTreeMap::new());
+
+/// The `pane=…` value of `query` (percent-decoded, named as topics are), `None` without
+/// one; else the 400 message.
+fn pane(query: Option<&str>) -> Result<Option<String>, String> {
+    let Some(value) = query
+        .unwrap_or_default()
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("pane="))
+    else {
+        return Ok(None);
+    };
+    percent_decoded(value)
+        .filter(|name| {
+            (1..=MAX_TOPIC_LEN).contains(&name.len())
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b))
+        })
+        .map(Some)
+        .ok_or_else(|| {
+            format!(
+                "query parameter `pane`: expected 1 to {MAX_TOPIC_LEN} characters \
+                 from [A-Za-z0-9_.:-]\n"
+            )
+        })
+}
+
+/// With `pane=P` in `query`, registers a stream of pane P and returns what ends it.
+fn pane_cut(query: Option<&str>) -> Result<Option<oneshot::Receiver<()>>, String> {
+    let Some(pane) = pane(query)? else {
+        return Ok(None);
+    };
+    let (cut, cut_rx) = oneshot::channel();
+    let mut panes = PANES.lock().unwrap_or_else(PoisonError::into_inner);
+    // Forget the streams that ended by themselves: the map holds open streams only.
+    panes.retain(|_, cuts| {
+        cuts.retain(|cut| !cut.is_closed());
+        !cuts.is_empty()
+    });
+    panes.entry(pane).or_default().push(cut);
+    Ok(Some(cut_rx))
+}
+
+/// `POST /cut?pane=P`: ends the open streams of pane P (204), 404 when none is open.
+fn cut(query: Option<&str>) -> Answer {
+    let pane = match pane(query) {
+        Ok(Some(pane)) => pane,
+        Ok(None) => return bad_request("query parameter `pane` missing\n"),
+        Err(msg) => return bad_request(msg),
+    };
+    let cuts = PANES
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .remove(&pane)
+        .unwrap_or_default();
+    let ended = cuts.into_iter().filter_map(|cut| cut.send(()).ok()).count();
+    if ended == 0 {
+        let msg = "no open stream of this pane\n";
+        return text(StatusCode::NOT_FOUND, "text/plain; charset=utf-8", msg);
+    }
+    let mut res = Response::new(Full::new(Bytes::new()));
+    *res.status_mut() = StatusCode::NO_CONTENT;
+    SseResponse::other(res)
+}
+
+// ---------------------------------------------------------------------------------
 // Event sources
 // ---------------------------------------------------------------------------------
 
@@ -627,6 +724,12 @@ enum Events {
         first: Option<Event>,
         subscription: MultiSubscription,
     },
+    /// A `/fanout?…&pane=P` stream: `events` until `POST /cut?pane=P` (then `None`),
+    /// then the end.
+    Cuttable {
+        events: Box<Events>,
+        cut: Option<oneshot::Receiver<()>>,
+    },
 }
 
 impl Events {
@@ -636,6 +739,17 @@ impl Events {
 
     fn counted(ids: RangeInclusive<u64>, make: fn(u64) -> Event, pace: Option<Interval>) -> Self {
         Self::Counted { ids, make, pace }
+    }
+
+    /// `events`, ended when `cut` fires, if set.
+    fn cuttable(events: Events, cut: Option<oneshot::Receiver<()>>) -> Self {
+        match cut {
+            Some(cut) => Self::Cuttable {
+                events: Box::new(events),
+                cut: Some(cut),
+            },
+            None => events,
+        }
     }
 }
 
@@ -673,6 +787,17 @@ impl Stream for Events {
                 Some(event) => Some(Message::Event(event)),
                 None => return Pin::new(subscription).poll_next(cx),
             },
+            Events::Cuttable { events, cut } => {
+                let now = match cut {
+                    Some(cut) => Future::poll(Pin::new(cut), cx).is_ready(),
+                    None => true,
+                };
+                if now {
+                    *cut = None;
+                    return Poll::Ready(None);
+                }
+                return Pin::new(&mut **events).poll_next(cx);
+            }
         };
         Poll::Ready(message.map(Ok))
     }
