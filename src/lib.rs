@@ -4,7 +4,7 @@
 //! serves it as a correct `text/event-stream` response on hyper 1.x, axum, tonic or
 //! anything else built on `tower::Service` and `http-body` 1.x:
 //!
-//! - **headers**: `content-type: text/event-stream`, `cache-control: no-cache`,
+//! - **headers**: `content-type: text/event-stream`, `cache-control: no-cache, no-transform`,
 //!   `x-accel-buffering: no` (nginx), never a `content-length`;
 //! - **spec-exact encoding** ([`event`]): multi-line `data` split on `\n`, `\r\n` and
 //!   lone `\r`, a leading space kept, and a typed [`EventError`] (never a panic, never

@@ -77,7 +77,7 @@ impl<St> SseResponse<St> {
     }
 
     /// An SSE response with the status and headers of `response`. The layer sets
-    /// `content-type`, adds `cache-control: no-cache` and `x-accel-buffering: no` where
+    /// `content-type`, adds `cache-control: no-cache, no-transform` and `x-accel-buffering: no` where
     /// absent, and removes any `content-length`.
     pub fn from_response(response: Response<St>) -> Self {
         Self {
@@ -210,16 +210,21 @@ impl Body for Once {
     }
 }
 
-/// `content-type: text/event-stream`, `cache-control: no-cache` and
+/// `content-type: text/event-stream`, `cache-control: no-cache, no-transform` and
 /// `x-accel-buffering: no` (the last two unless already set), no `content-length`.
-fn set_sse_headers(headers: &mut HeaderMap) {
+///
+/// `no-cache`: a cache must not answer a later request with this stream.
+/// `no-transform`: an intermediary must not recompress or otherwise rewrite the
+/// body, which makes some proxies buffer the stream until it ends (RFC 9111,
+/// section 5.2.2.6). `x-accel-buffering: no` turns nginx's proxy buffering off.
+pub(crate) fn set_sse_headers(headers: &mut HeaderMap) {
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/event-stream"),
     );
     headers
         .entry(header::CACHE_CONTROL)
-        .or_insert(HeaderValue::from_static("no-cache"));
+        .or_insert(HeaderValue::from_static("no-cache, no-transform"));
     headers
         .entry(http::HeaderName::from_static("x-accel-buffering"))
         .or_insert(HeaderValue::from_static("no"));

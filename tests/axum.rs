@@ -89,7 +89,7 @@ async fn route_layer_serves_the_handlers_stream_with_the_layers_settings() {
     let (head, got) = events(format!("http://{addr}/numbers"), None).await;
     assert_eq!(head.status(), 200);
     assert_eq!(head.headers()["content-type"], "text/event-stream");
-    assert_eq!(head.headers()["cache-control"], "no-cache");
+    assert_eq!(head.headers()["cache-control"], "no-cache, no-transform");
     assert_eq!(head.headers()["x-accel-buffering"], "no");
     assert!(head.headers().get("content-length").is_none());
     assert_eq!(got, expected(1));

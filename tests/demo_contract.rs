@@ -72,7 +72,7 @@ fn assert_sse_headers(res: &Response) {
         content_type == "text/event-stream" || content_type == "text/event-stream; charset=utf-8",
         "content-type {content_type:?}"
     );
-    assert_eq!(headers[header::CACHE_CONTROL], "no-cache");
+    assert_eq!(headers[header::CACHE_CONTROL], "no-cache, no-transform");
     assert_eq!(headers["x-accel-buffering"], "no");
     assert!(
         headers.get(header::CONTENT_LENGTH).is_none(),

@@ -35,7 +35,7 @@ async fn sse_response_has_event_stream_headers_and_no_content_length() {
     assert_eq!(res.version(), http::Version::HTTP_11);
     let headers = res.headers();
     assert_eq!(headers[header::CONTENT_TYPE], "text/event-stream");
-    assert_eq!(headers[header::CACHE_CONTROL], "no-cache");
+    assert_eq!(headers[header::CACHE_CONTROL], "no-cache, no-transform");
     assert_eq!(headers["x-accel-buffering"], "no");
     assert!(headers.get(header::CONTENT_LENGTH).is_none(), "{headers:?}");
     assert_eq!(headers[header::TRANSFER_ENCODING], "chunked");
@@ -162,7 +162,10 @@ async fn sse_over_http2_has_the_same_headers_and_events() {
     assert_eq!(res.version(), http::Version::HTTP_2);
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()[header::CONTENT_TYPE], "text/event-stream");
-    assert_eq!(res.headers()[header::CACHE_CONTROL], "no-cache");
+    assert_eq!(
+        res.headers()[header::CACHE_CONTROL],
+        "no-cache, no-transform"
+    );
     assert_eq!(res.headers()["x-accel-buffering"], "no");
     assert!(res.headers().get(header::CONTENT_LENGTH).is_none());
     let body = within("h2 body", res.bytes()).await.unwrap();

@@ -245,7 +245,7 @@ async fn past_max_connections_an_sse_request_gets_the_shed_answer_and_others_503
         .get("content-type")
         .unwrap()
         .starts_with("text/event-stream"));
-    assert_eq!(head.get("cache-control"), Some("no-cache"));
+    assert_eq!(head.get("cache-control"), Some("no-cache, no-transform"));
     assert_eq!(head.get("content-length"), None);
     let (chunks, end) = shed.read_to_end().await;
     assert!(matches!(end, Chunk::End), "the response ends");

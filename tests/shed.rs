@@ -150,7 +150,7 @@ async fn open_stream(server: &TestServer, who: Option<&str>) -> RawClient {
 async fn read_shed(client: &mut RawClient, head: &Head) -> u64 {
     assert_eq!(head.status, 200, "{head:?}");
     assert_eq!(head.get("content-type"), Some("text/event-stream"));
-    assert_eq!(head.get("cache-control"), Some("no-cache"));
+    assert_eq!(head.get("cache-control"), Some("no-cache, no-transform"));
     assert_eq!(head.get("x-accel-buffering"), Some("no"));
     assert_eq!(head.get("content-length"), None, "{head:?}");
     assert_eq!(head.get("transfer-encoding"), Some("chunked"));

@@ -243,7 +243,7 @@ async fn cors_allows_the_origin_on_the_sse_response_and_events_still_arrive() {
     let headers = res.headers();
     assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], ORIGIN);
     assert_eq!(headers[header::CONTENT_TYPE], "text/event-stream");
-    assert_eq!(headers[header::CACHE_CONTROL], "no-cache");
+    assert_eq!(headers[header::CACHE_CONTROL], "no-cache, no-transform");
     assert!(
         headers
             .get_all(header::VARY)

@@ -229,12 +229,19 @@ impl Inner {
         self.get_or_insert(&mut topics, name)
     }
 
-    /// Every `SWEEP_EVERY` topic lookups, forgets the topics nobody uses any more (no
-    /// subscriber, history expired), so topics that were only published to, or whose
-    /// last subscriber left before their history expired, do not stay forever.
+    /// Once per `max(256, number of topics)` topic lookups, forgets the topics nobody
+    /// uses any more (no subscriber, history expired), so topics that were only
+    /// published to, or whose last subscriber left before their history expired, do
+    /// not stay forever.
+    ///
+    /// A sweep visits every topic, and runs once per as many lookups as there are
+    /// topics: each lookup pays O(1) for it amortized, whatever the number of topics,
+    /// and idle topics never outnumber the lookups since the last sweep.
     fn maybe_sweep(&self, topics: &mut HashMap<Arc<str>, Arc<Topic>>) {
         const SWEEP_EVERY: u64 = 256;
-        if self.lookups.fetch_add(1, Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+        let every = SWEEP_EVERY.max(topics.len() as u64);
+        if self.lookups.fetch_add(1, Relaxed) + 1 >= every {
+            self.lookups.store(0, Relaxed);
             self.sweep_locked(topics);
         }
     }
@@ -244,6 +251,10 @@ impl Inner {
             return; // topics live as long as their local subscribers
         }
         topics.retain(|_, topic| !topic.idle(&self.history));
+        // After a crowd of topics went idle, give the map's table back too.
+        if topics.capacity() > 4 * topics.len().max(64) {
+            topics.shrink_to(2 * topics.len());
+        }
     }
 
     fn get_or_insert(&self, topics: &mut HashMap<Arc<str>, Arc<Topic>>, name: &str) -> Arc<Topic> {

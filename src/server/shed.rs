@@ -21,13 +21,7 @@ pub(crate) fn answer<B>(req: &Request<B>, retry: Duration) -> Response<ShedBody>
     if accepts_event_stream(req.headers()) {
         let hint = Event::new().retry(jittered(retry)).encode().into_bytes();
         let mut res = Response::new(ShedBody(Some(hint)));
-        let headers = res.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/event-stream"),
-        );
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+        crate::response::set_sse_headers(res.headers_mut());
         res
     } else {
         let msg = Bytes::from_static(b"too many connections, retry later\n");

@@ -66,7 +66,7 @@ def test_sse_headers(demo_url, path):
             assert r.http_version == "HTTP/1.1"
             ctype = r.headers.get("content-type", "")
             assert ctype.split(";")[0].strip() == "text/event-stream", ctype
-            assert r.headers.get("cache-control") == "no-cache"
+            assert r.headers.get("cache-control") == "no-cache, no-transform"
             assert r.headers.get("x-accel-buffering") == "no"
             assert "content-length" not in r.headers
 

@@ -30,6 +30,7 @@ pub(crate) mod backpressure;
 pub(crate) mod body;
 pub(crate) mod client;
 pub(crate) mod demo;
+#[cfg(feature = "hub")]
 pub(crate) mod hub;
 pub(crate) mod redis_server;
 pub(crate) mod server;

@@ -26,6 +26,7 @@ pub(crate) struct Redis {
 
 impl Redis {
     /// A hub on this Redis (one instance of a deployment) with the default history.
+    #[cfg(feature = "redis")]
     pub(crate) async fn hub(&self) -> tower_sse::hub::Hub {
         tower_sse::hub::Hub::redis(self.url().as_str(), tower_sse::hub::History::default())
             .await
