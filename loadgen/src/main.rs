@@ -20,7 +20,7 @@
 //! (what each scenario reads from the data), `stats` (counters, histogram),
 //! `heartbeats` (the idle verdict), `procfs` (the `/proc` samples), `cost` (the server's
 //! and the load generator's cost), `report` (JSON and Markdown), `progress` (the bar),
-//! `plot` (SVG from JSON results).
+//! `plot` (JSON results to chart lines), `svg` (the chart).
 
 mod cli;
 mod conn;
@@ -35,6 +35,7 @@ mod run;
 mod scenarios;
 mod sse;
 mod stats;
+mod svg;
 mod target;
 
 use std::{process::ExitCode, time::Duration};
