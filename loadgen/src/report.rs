@@ -270,9 +270,13 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "{} connections over HTTP/{}, {} s warm-up, measured for {} s.\n",
+            "{} connections over {}, {} s warm-up, measured for {} s.\n",
             f("conns"),
-            text("http"),
+            if text("http") == "h2c" {
+                "h2c"
+            } else {
+                "HTTP/1.1"
+            },
             f("warmup_s"),
             f("window_s")
         );
