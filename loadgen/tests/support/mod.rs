@@ -20,15 +20,15 @@ use serde_json::Value;
 const START_WAIT: Duration = Duration::from_secs(30);
 
 /// A server process, killed when dropped.
-pub struct Server {
+pub(crate) struct Server {
     child: Child,
     /// `http://127.0.0.1:PORT`
-    pub base: String,
+    pub(crate) base: String,
 }
 
 impl Server {
     /// Starts `cmd` (which must print `listening on http://HOST:PORT` on stdout).
-    pub fn start(mut cmd: Command) -> Self {
+    pub(crate) fn start(mut cmd: Command) -> Self {
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -54,7 +54,7 @@ impl Server {
         Self { child, base }
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 }
@@ -67,7 +67,7 @@ impl Drop for Server {
 }
 
 /// The SSE server of `tests/fixtures/sse_server.py` (Python's standard library).
-pub fn python_server() -> Server {
+pub(crate) fn python_server() -> Server {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sse_server.py");
     let mut cmd = Command::new("python3");
     cmd.arg("-u").arg(script);
@@ -76,7 +76,7 @@ pub fn python_server() -> Server {
 
 /// An example of the workspace's root package (`demo`, `axum_ref`), built once per
 /// test binary into this target directory, started on a free port.
-pub fn example_server(name: &str, env: &[(&str, &str)]) -> Server {
+pub(crate) fn example_server(name: &str, env: &[(&str, &str)]) -> Server {
     let mut cmd = Command::new(example(name));
     cmd.env("HOST", "127.0.0.1")
         .env("PORT", "0")
@@ -135,7 +135,7 @@ fn example(name: &str) -> PathBuf {
 }
 
 /// Runs `sse-loadgen ARGS…` (with a deadline) and returns its output.
-pub fn loadgen(args: &[&str]) -> Output {
+pub(crate) fn loadgen(args: &[&str]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_sse-loadgen"))
         .args(args)
         .stdin(Stdio::null())
@@ -169,7 +169,7 @@ pub fn loadgen(args: &[&str]) -> Output {
 }
 
 /// Runs `sse-loadgen ARGS… --format json`, expects success, returns the JSON result.
-pub fn measure(args: &[&str]) -> Value {
+pub(crate) fn measure(args: &[&str]) -> Value {
     let mut all = args.to_vec();
     all.extend(["--format", "json"]);
     let out = loadgen(&all);
@@ -186,7 +186,7 @@ pub fn measure(args: &[&str]) -> Value {
 }
 
 /// A field of a result as a number (fails the test if missing).
-pub fn num(result: &Value, key: &str) -> f64 {
+pub(crate) fn num(result: &Value, key: &str) -> f64 {
     result
         .get(key)
         .and_then(Value::as_f64)
@@ -194,7 +194,7 @@ pub fn num(result: &Value, key: &str) -> f64 {
 }
 
 /// A fresh directory under the system's temporary directory.
-pub fn temp_dir() -> PathBuf {
+pub(crate) fn temp_dir() -> PathBuf {
     static N: AtomicUsize = AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!(
         "sse-loadgen-test-{}-{}",
