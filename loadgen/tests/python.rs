@@ -1,4 +1,4 @@
-//! sse-loadgen against a server that has nothing to do with tower-sse: the ~40 lines of
+//! sse-loadgen against a server that has nothing to do with tower-sse: the ~35 lines of
 //! Python (standard library only) in `tests/fixtures/sse_server.py`. Each scenario,
 //! the errors a user meets, and a plot from the results.
 
