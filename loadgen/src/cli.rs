@@ -99,7 +99,8 @@ enum TsUnit {
 /// The options of every scenario.
 #[derive(Args)]
 struct Common {
-    /// The SSE endpoint: http://HOST[:PORT]/PATH[?QUERY], used as given
+    /// The SSE endpoint, used as given: http://HOST:PORT/PATH?QUERY (port and query
+    /// optional)
     url: String,
     /// Connections to open
     #[arg(
