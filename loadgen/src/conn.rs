@@ -17,8 +17,9 @@ use tokio::{
 
 use crate::{
     cli::Protocol,
+    failure::Failure,
     http1::check_answer,
-    run::{Failure, Phase, Run},
+    shared::{Phase, Run},
     sse::{Feed, Status},
 };
 
@@ -92,7 +93,13 @@ async fn http1(run: &Run, id: usize) -> Result<(), Failure> {
             }
             let full = data.len() == buf.capacity();
             let mut state = run.state.borrow_mut();
-            let feed = state.feed(id, data, run.phase.get(), Instant::now(), unix_ns());
+            let feed = state.feed(
+                id,
+                data,
+                run.phase.get() == Phase::Window,
+                Instant::now(),
+                unix_ns(),
+            );
             Poll::Ready(Ok((feed, full)))
         })
         .await?;
@@ -146,7 +153,7 @@ async fn h2c(run: &Run, id: usize) -> Result<(), Failure> {
         let feed = run.state.borrow_mut().body(
             id,
             &data,
-            run.phase.get(),
+            run.phase.get() == Phase::Window,
             Instant::now(),
             unix_ns(),
             true,

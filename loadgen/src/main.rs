@@ -15,7 +15,7 @@
 //! watchdog thread ends the process if the run overstays its budget by 10 s.
 //!
 //! The modules: `cli` (the command line), `target` (the URL), `run` (first connection,
-//! ramp-up, warm-up, window), `conn` (one connection, HTTP/1.1 or h2c), `http1` (head
+//! ramp-up, warm-up, window), `shared` (what the connections share), `failure`, `conn` (one connection, HTTP/1.1 or h2c), `http1` (head
 //! and chunked framing), `sse` (SSE lines and the counters they feed), `scenarios`
 //! (what each scenario reads from the data), `stats` (counters, histogram),
 //! `heartbeats` (the idle verdict), `procfs` (the `/proc` samples), `cost` (the server's
@@ -25,6 +25,7 @@
 mod cli;
 mod conn;
 mod cost;
+mod failure;
 mod heartbeats;
 mod http1;
 mod plot;
@@ -33,6 +34,7 @@ mod progress;
 mod report;
 mod run;
 mod scenarios;
+mod shared;
 mod sse;
 mod stats;
 mod svg;

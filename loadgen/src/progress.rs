@@ -7,8 +7,8 @@ use std::{
 };
 
 use crate::{
-    run::{Phase, Run},
     scenarios::Scenario,
+    shared::{Phase, Run},
 };
 
 const EVERY: Duration = Duration::from_millis(200);

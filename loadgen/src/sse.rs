@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use crate::{
+    failure::Failure,
     http1::{self, Framing, MAX_HEAD_BYTES},
-    run::{Failure, Phase},
     scenarios::{leading_u64, trim_start, Fields, Scenario},
     stats::{Counters, Histogram},
 };
@@ -129,11 +129,11 @@ impl State {
         &mut self,
         id: usize,
         data: &[u8],
-        phase: Phase,
+        in_window: bool,
         now: Instant,
         now_ns: u64,
     ) -> Feed {
-        if phase == Phase::Window {
+        if in_window {
             self.w.wire_bytes += data.len() as u64;
         }
         let mut data = data;
@@ -156,7 +156,7 @@ impl State {
             self.open(id, now);
             self.conns[id].framing = framing;
         }
-        self.body(id, data, phase, now, now_ns, false)
+        self.body(id, data, in_window, now, now_ns, false)
     }
 
     /// Feeds body bytes of connection `id` (after its head) to the SSE parser; h2c
@@ -165,12 +165,11 @@ impl State {
         &mut self,
         id: usize,
         data: &[u8],
-        phase: Phase,
+        in_window: bool,
         now: Instant,
         now_ns: u64,
         count_wire: bool,
     ) -> Feed {
-        let in_window = phase == Phase::Window;
         if in_window && count_wire {
             self.w.wire_bytes += data.len() as u64;
         }

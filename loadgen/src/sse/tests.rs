@@ -34,7 +34,7 @@ fn chunked_sse_in_any_pieces() {
         let now = Instant::now();
         let mut end = false;
         for bytes in wire.as_bytes().chunks(piece) {
-            match state.feed(0, bytes, Phase::Window, now, 0) {
+            match state.feed(0, bytes, true, now, 0) {
                 Feed::More => {}
                 Feed::End => end = true,
                 Feed::Failed(f) => panic!("piece {piece}: {f}"),
@@ -65,7 +65,7 @@ fn gaps_and_latency() {
         ns - 3000
     );
     assert!(matches!(
-        state.feed(0, body.as_bytes(), Phase::Window, now, ns),
+        state.feed(0, body.as_bytes(), true, now, ns),
         Feed::More
     ));
     assert_eq!(state.w.events, 2);
@@ -81,7 +81,7 @@ fn events_without_fields_are_counted() {
     let wire = "HTTP/1.0 200 OK\r\ncontent-type: text/event-stream\r\n\r\n\
                 event: tick\ndata: hello\ndata: {\"seq\":1}\n\ndata: {\"seq\":1}\n\n";
     assert!(matches!(
-        state.feed(0, wire.as_bytes(), Phase::Window, Instant::now(), 0),
+        state.feed(0, wire.as_bytes(), true, Instant::now(), 0),
         Feed::More
     ));
     assert_eq!((state.w.events, state.w.bad_events), (2, 1));
@@ -91,7 +91,7 @@ fn events_without_fields_are_counted() {
 fn non_200_fails() {
     let mut state = state(Scenario::Idle);
     let head = b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n";
-    match state.feed(0, head, Phase::Ramp, Instant::now(), 0) {
+    match state.feed(0, head, false, Instant::now(), 0) {
         Feed::Failed(f) => assert_eq!(
             f.to_string(),
             "http: the server answered 503 Service Unavailable, not 200"
