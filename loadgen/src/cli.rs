@@ -67,6 +67,11 @@ pub(crate) struct IdleArgs {
     /// judged against it (a gap over 1.5 intervals makes a connection late)
     #[arg(long, visible_alias = "hb-ms", value_name = "MS", required = true)]
     heartbeat_ms: u64,
+    /// Count events of this type (their `event:` field; `message` for events without
+    /// one) as heartbeats, for servers whose keep-alive is an event rather than a
+    /// comment line (comments always count)
+    #[arg(long, value_name = "TYPE")]
+    heartbeat_event: Option<String>,
 }
 
 #[derive(Args)]
@@ -217,13 +222,9 @@ impl RunConfig {
                 if a.heartbeat_ms == 0 {
                     return Err("--heartbeat-ms must be above 0".into());
                 }
-                (
-                    Scenario::Idle,
-                    a.common,
-                    Some(a.heartbeat_ms),
-                    None,
-                    Fields::new("seq", "", 1),
-                )
+                let mut fields = Fields::new("seq", "", 1);
+                fields.heartbeat_event = a.heartbeat_event.map(String::into_bytes);
+                (Scenario::Idle, a.common, Some(a.heartbeat_ms), None, fields)
             }
             Command::Fanout(a) => {
                 let scale = match a.ts_unit {

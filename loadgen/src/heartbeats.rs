@@ -99,7 +99,7 @@ impl Report {
         self.put("late_conns", json!(j.late), Some(shown));
         let shown = format!("{} of {} (no heartbeat in the window)", j.silent, j.open);
         self.put("silent_conns", json!(j.silent), Some(shown));
-        let events = state.w.idle_events;
+        let events = state.w.events;
         self.put(
             "events_unexpected",
             json!(events),

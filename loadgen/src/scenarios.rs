@@ -3,7 +3,7 @@
 //! | scenario | measured in the window |
 //! |---|---|
 //! | `stream` | events/s, body and wire bytes/s; missed events from gaps in the sequence field |
-//! | `idle` | heartbeats (comment lines) per connection against the expected interval; gaps p50/p99/max; late and silent connections |
+//! | `idle` | heartbeats (comment lines, or events of the `--heartbeat-event` type) per connection against the expected interval; gaps p50/p99/max; late and silent connections |
 //! | `fanout` | deliveries/s; publish-to-delivery latency (now minus the timestamp field) p50/p90/p99/max; missed events from the sequence field |
 //!
 //! Fields are read from the data without a JSON parser: the first `"NAME":` followed
@@ -47,6 +47,9 @@ pub(crate) struct Fields {
     ts: Finder<'static>,
     /// Nanoseconds per unit of the timestamp.
     ts_scale: u64,
+    /// An event type that is a heartbeat, not an event (`idle --heartbeat-event`);
+    /// `message` matches events without an `event` field.
+    pub(crate) heartbeat_event: Option<Vec<u8>>,
 }
 
 impl Fields {
@@ -59,7 +62,15 @@ impl Fields {
             seq: finder(seq),
             ts: finder(ts),
             ts_scale,
+            heartbeat_event: None,
         }
+    }
+
+    /// Whether an event of this type (`None`: no `event` field) is a heartbeat.
+    pub(crate) fn is_heartbeat(&self, event_type: Option<&[u8]>) -> bool {
+        self.heartbeat_event
+            .as_deref()
+            .is_some_and(|hb| hb == event_type.unwrap_or(b"message"))
     }
 
     pub(crate) fn seq(&self, data: &[u8]) -> Option<u64> {

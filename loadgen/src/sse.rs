@@ -29,6 +29,10 @@ pub(crate) struct Conn {
     line: Vec<u8>,
     /// The event being read has a `data` line.
     has_data: bool,
+    /// The event being read is a heartbeat (its `event` field is `--heartbeat-event`).
+    hb_event: bool,
+    /// The event being read has an `event` field.
+    typed: bool,
     /// The sequence number expected next.
     next_seq: Option<u64>,
     pub(crate) last_hb: Option<Instant>,
@@ -45,6 +49,8 @@ impl Conn {
             framing: Framing::Head(Vec::new()),
             line: Vec::new(),
             has_data: false,
+            hb_event: false,
+            typed: false,
             next_seq: None,
             last_hb: None,
             hb_in_window: 0,
@@ -245,12 +251,7 @@ fn sse(conn: &mut Conn, mut data: &[u8], ctx: &mut Ctx<'_>) -> Result<(), &'stat
 fn line(conn: &mut Conn, line: &[u8], ctx: &mut Ctx<'_>) {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     if line.is_empty() {
-        if conn.has_data {
-            conn.has_data = false;
-            if ctx.in_window {
-                ctx.w.events += 1;
-            }
-        }
+        dispatch(conn, ctx);
         return;
     }
     if let Some(comment) = line.strip_prefix(b":") {
@@ -266,8 +267,14 @@ fn line(conn: &mut Conn, line: &[u8], ctx: &mut Ctx<'_>) {
         }
         return;
     }
+    if let Some(event_type) = line.strip_prefix(b"event:") {
+        let event_type = event_type.strip_prefix(b" ").unwrap_or(event_type);
+        conn.typed = true;
+        conn.hb_event = ctx.fields.is_heartbeat(Some(event_type));
+        return;
+    }
     let Some(data) = line.strip_prefix(b"data:") else {
-        // `id`, `event`, `retry` and unknown fields: not measured.
+        // `id`, `retry` and unknown fields: not measured.
         return;
     };
     let data = data.strip_prefix(b" ").unwrap_or(data);
@@ -278,12 +285,23 @@ fn line(conn: &mut Conn, line: &[u8], ctx: &mut Ctx<'_>) {
     match ctx.scenario {
         Scenario::Stream => stream_data(conn, data, ctx),
         Scenario::Fanout => fanout_data(conn, data, ctx),
-        Scenario::Idle => {
-            if ctx.in_window {
-                ctx.w.idle_events += 1;
-            }
-        }
+        // Counted at the end of the event unless it is a heartbeat.
+        Scenario::Idle => {}
     }
+}
+
+/// The end of an event (a blank line): an event, a heartbeat event, or nothing.
+fn dispatch(conn: &mut Conn, ctx: &mut Ctx<'_>) {
+    let heartbeat_event =
+        conn.hb_event || (!conn.typed && conn.has_data && ctx.fields.is_heartbeat(None));
+    if heartbeat_event {
+        heartbeat(conn, ctx);
+    } else if conn.has_data && ctx.in_window {
+        ctx.w.events += 1;
+    }
+    conn.has_data = false;
+    conn.hb_event = false;
+    conn.typed = false;
 }
 
 fn heartbeat(conn: &mut Conn, ctx: &mut Ctx<'_>) {

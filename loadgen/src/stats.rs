@@ -8,17 +8,16 @@ pub(crate) struct Counters {
     pub(crate) wire_bytes: u64,
     /// Bytes of the SSE body.
     pub(crate) body_bytes: u64,
-    /// Events (a blank line after one or more `data` lines).
+    /// Events (a blank line after one or more `data` lines), heartbeat events aside.
     pub(crate) events: u64,
     /// Events whose data had no sequence number (`stream`, `fanout`), or no timestamp
     /// (`fanout`).
     pub(crate) bad_events: u64,
-    /// Data events on an `idle` connection.
-    pub(crate) idle_events: u64,
     pub(crate) seq_gaps: u64,
     pub(crate) missed: u64,
     pub(crate) out_of_order: u64,
-    /// Comment lines (`:`, the usual heartbeat).
+    /// Comment lines (`:`, the usual heartbeat), and events of the
+    /// `--heartbeat-event` type.
     pub(crate) heartbeats: u64,
     /// `: lagged N` comments (a server telling a slow subscriber what it lost), and
     /// the sum of their N.

@@ -44,6 +44,36 @@ fn idle_heartbeat_gaps_match_the_interval() {
     num(&r, "server_cpu_s");
 }
 
+/// A server whose keep-alive is an event: silent connections unless told its type.
+#[test]
+fn idle_heartbeat_events() {
+    let server = python_server();
+    let url = format!("{}/idle?hb_ms=100&event=1", server.base);
+    let common = [
+        "idle",
+        &url,
+        "-c",
+        "5",
+        "-d",
+        "1",
+        "-w",
+        "0.3",
+        "--heartbeat-ms",
+        "100",
+    ];
+    let r = measure(&common);
+    assert_eq!(
+        num(&r, "silent_conns"),
+        5.0,
+        "comments only: no heartbeat heard"
+    );
+    assert!(num(&r, "events_unexpected") > 0.0);
+    let r = measure(&[&common[..], &["--heartbeat-event", "ping"]].concat());
+    assert_eq!(num(&r, "silent_conns"), 0.0);
+    assert_eq!(num(&r, "events_unexpected"), 0.0);
+    assert!(num(&r, "heartbeats") > 0.0);
+}
+
 #[test]
 fn stream_counts_events_and_bytes() {
     let server = python_server();

@@ -99,3 +99,30 @@ fn non_200_fails() {
         _ => panic!("a 503 was accepted"),
     }
 }
+
+/// `idle --heartbeat-event ping`: `event: ping` events are heartbeats, other events are
+/// events; comments stay heartbeats.
+#[test]
+fn heartbeat_events() {
+    let mut fields = Fields::new("seq", "", 1);
+    fields.heartbeat_event = Some(b"ping".to_vec());
+    let mut state = State::new(Scenario::Idle, fields, 1);
+    let wire = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\n\
+                event: ping\ndata: {}\n\nevent: ping\n\n: c\n\ndata: x\n\nevent: other\ndata: y\n\n";
+    assert!(matches!(
+        state.feed(0, wire.as_bytes(), true, Instant::now(), 0),
+        Feed::More
+    ));
+    assert_eq!((state.w.heartbeats, state.w.events), (3, 2));
+
+    let mut fields = Fields::new("seq", "", 1);
+    fields.heartbeat_event = Some(b"message".to_vec());
+    let mut state = State::new(Scenario::Idle, fields, 1);
+    assert!(matches!(
+        state.feed(0, wire.as_bytes(), true, Instant::now(), 0),
+        Feed::More
+    ));
+    // `ping` with data and `other`: events; `event: ping` without data: nothing (not
+    // dispatched, as in a browser); the comment and the untyped `data: x`: heartbeats.
+    assert_eq!((state.w.heartbeats, state.w.events), (2, 2));
+}
