@@ -65,9 +65,11 @@ fn main() -> ExitCode {
 /// Runs the scenario and writes the result.
 fn measure(cfg: &RunConfig) -> Result<(), String> {
     // The run's whole budget: first connection, ramp-up, warm-up, window, some slack.
-    let ramp_budget = secs(cfg.conns as f64 / cfg.rate + cfg.connect_timeout + 5.0);
-    let budget =
-        ramp_budget + secs(2.0 * cfg.connect_timeout + 10.0) + secs(cfg.warmup) + secs(cfg.secs);
+    // A server may send its head with the first heartbeat: allow an interval more.
+    let hb_s = cfg.hb_ms.unwrap_or(0) as f64 / 1000.0;
+    let ramp_budget = secs(cfg.conns as f64 / cfg.rate + cfg.connect_timeout + 5.0 + hb_s);
+    let first = secs(cfg.connect_timeout + 10f64.max(2.0 * hb_s));
+    let budget = first + ramp_budget + secs(cfg.warmup) + secs(cfg.secs) + secs(10.0);
     std::thread::spawn(move || {
         std::thread::sleep(budget + Duration::from_secs(10));
         eprintln!("sse-loadgen: watchdog: still running after {budget:?} + 10 s; giving up");

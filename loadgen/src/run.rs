@@ -14,7 +14,9 @@ use crate::{
     report::{Report, ReportInput},
     shared::{Phase, Run},
 };
-/// How long the first connection may take past `--connect-timeout` to get its answer.
+/// How long the first connection may take past `--connect-timeout` to get its answer
+/// (at least; two heartbeat intervals if longer: some servers send the head with the
+/// first bytes of the body).
 const FIRST_HEAD_WAIT: Duration = Duration::from_secs(10);
 
 /// Measures; `Err`: the run could not measure anything (the message says why).
@@ -27,7 +29,8 @@ pub(crate) async fn run(cfg: &RunConfig, ramp_budget: Duration) -> Result<Report
     if !cfg.quiet {
         progress::spawn(run.clone(), cfg.scenario);
     }
-    first_connection(&run, &cfg.target.url).await?;
+    let head_wait = FIRST_HEAD_WAIT.max(Duration::from_millis(2 * cfg.hb_ms.unwrap_or(0)));
+    first_connection(&run, &cfg.target.url, head_wait).await?;
     let ramp_start = Instant::now();
     ramp(&run, cfg.rate, ramp_start + ramp_budget).await;
     let ramp_s = ramp_start.elapsed().as_secs_f64();
@@ -81,15 +84,15 @@ pub(crate) async fn run(cfg: &RunConfig, ramp_budget: Duration) -> Result<Report
 
 /// Opens connection 0 alone: if the server is not there, or does not answer 200 with
 /// `text/event-stream`, the run stops here with the reason.
-async fn first_connection(run: &Rc<Run>, url: &str) -> Result<(), String> {
+async fn first_connection(run: &Rc<Run>, url: &str, head_wait: Duration) -> Result<(), String> {
     tokio::task::spawn_local(connection(run.clone(), 0));
-    let deadline = Instant::now() + run.connect_timeout + FIRST_HEAD_WAIT;
+    let deadline = Instant::now() + run.connect_timeout + head_wait;
     while run.state.borrow().resolved() == 0 {
         if Instant::now() >= deadline {
             run.set_phase(Phase::Done, None);
             return Err(format!(
                 "{url}: no response head within {:?}",
-                run.connect_timeout + FIRST_HEAD_WAIT
+                run.connect_timeout + head_wait
             ));
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
