@@ -111,13 +111,13 @@ impl Report {
             .count();
         let shown = format!("{} of {}", state.opened, cfg.conns);
         self.put("connected", json!(state.opened), Some(shown));
-        let failed = state.connect_failed + state.http_failed;
-        self.put("connect_failed", json!(state.connect_failed), None);
-        self.put(
-            "http_failed",
-            json!(state.http_failed),
-            (failed > 0).then(|| failed.to_string()),
-        );
+        let (connect, http) = (state.connect_failed, state.http_failed);
+        self.put("connect_failed", json!(connect), None);
+        self.put("http_failed", json!(http), None);
+        if connect + http > 0 {
+            let shown = format!("{} (connect {connect}, answer {http})", connect + http);
+            self.rows.push(("failed".into(), shown));
+        }
         let pending = input.pending_after_ramp;
         let shown = (pending > 0).then(|| {
             format!(
