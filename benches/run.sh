@@ -227,12 +227,14 @@ measure() { # measure ROUND CASE SERVER
     echo "{\"case\":\"$name\",\"server\":\"$server\",\"run\":$round,\"error\":\"server did not start\"}" >>"$results"
     return 0
   fi
-  local args=(--url "http://127.0.0.1:$server_port" --scenario "$scenario" --conns "$conns"
-    --secs "$SECS" --warmup "$WARMUP" --rate "$RATE" --pid "$server_pid" --json
+  local url=http://127.0.0.1:$server_port/$scenario
+  [[ $scenario == idle ]] && url+="?hb_ms=${hb_ms:-$HB_MS}"
+  local args=("$scenario" "$url" --connections "$conns"
+    --duration "$SECS" --warmup "$WARMUP" --rate "$RATE" --pid "$server_pid" --format json
     --tag "case=$name" --tag "server=$server" --tag "run=$round" --tag "commit=$commit$dirty"
     --tag "quick=$QUICK")
-  [[ $scenario == idle ]] && args+=(--hb-ms "${hb_ms:-$HB_MS}")
-  [[ -n $fanout_ms ]] && args+=(--fanout-ms "$fanout_ms")
+  [[ $scenario == idle ]] && args+=(--heartbeat-ms "${hb_ms:-$HB_MS}")
+  [[ -n $fanout_ms ]] && args+=(--publish-ms "$fanout_ms")
   local line rc=0 t0=$SECONDS
   line=$(pinned "$LOADGEN_CPU" "$bin/sse-loadgen" "${args[@]}" 2>"$log.loadgen.txt") || rc=$?
   if [[ $rc == 0 && $line == "{"* ]]; then

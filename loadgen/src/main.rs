@@ -1,115 +1,112 @@
-//! A load generator for servers that follow `CONTRACT.md` (the demo's `/stream`,
-//! `/idle` and `/fanout`): it opens N HTTP/1.1 connections to `127.0.0.1`, parses every
-//! byte of every response, and measures a steady-state window after the ramp-up and a
-//! warm-up. With `--pid` it also reads the server's cost during the window from `/proc`.
-//! `benches/run.sh` drives it; see the end of `BENCHMARKS.md`.
+//! `sse-loadgen`: a benchmark tool for any Server-Sent Events server (see README.md).
 //!
-//! ```text
-//! cargo run --release -p tower-sse-loadgen -- --url http://127.0.0.1:3000 \
-//!     --scenario stream|idle|fanout --conns N --secs S --warmup W \
-//!     [--hb-ms H] [--pid SERVER_PID] [--json] [--rate CONNS_PER_S] [--fanout-ms F] \
-//!     [--connect-timeout SECS] [--source-ips N] [--tag KEY=VALUE]...
-//! ```
+//! One thread (a current-thread tokio runtime; pin it with `taskset`), one task per
+//! connection. Connections open at most `--rate` per second, from source addresses
+//! `127.0.0.2` to `127.0.0.(1 + N)` for a loopback target (`--source-ips`), because
+//! Linux's search for a free ephemeral port slows down to milliseconds per `connect`
+//! with ~15 000 connections from one address. Every HTTP/1.1 read goes into one shared
+//! 256 KiB buffer (borrowed only inside `poll_read`), so 19 000 idle connections cost
+//! little memory. A small state machine decodes `Transfer-Encoding: chunked` (or a body
+//! read to the end; or h2c DATA frames) and feeds an SSE line parser. The first
+//! connection must succeed (else the run stops with the reason, exit status 1); later
+//! failures to connect, non-200 answers, protocol errors and connections that end are
+//! counted and reported. Everything has a deadline: the ramp-up gives up on
+//! connections still pending after `conns / rate + connect-timeout + 5 s`, and a
+//! watchdog thread ends the process if the run overstays its budget by 10 s.
 //!
-//! `cargo install --path loadgen` installs it as `sse-loadgen`.
-//!
-//! | scenario | request | measured in the window |
-//! |---|---|---|
-//! | `stream` | `GET /stream` (`?hb_ms=H` if given) | events/s, MB/s, every event checked: exactly `{"seq":N,"pad":"x…x"}` of 64 bytes, N continuous from 0 |
-//! | `idle` | `GET /idle?hb_ms=H` (H default 1000) | heartbeats per connection against `window / H`, gaps between heartbeats p50/p99/max, connections late (a gap over 1.5 H, the open gap at the end included) or silent (none in the window); only connections open for the whole window are judged |
-//! | `fanout` | `GET /fanout` | deliveries, missed (gaps in `seq`; and tower-sse's `: lagged N` comments), latency from `ts_ns` to the parse p50/p90/p99/max, events published in the window (the highest `seq` seen: a publisher that shares an overloaded runtime publishes less often than `FANOUT_MS`) |
-//!
-//! With `--pid`, the server's CPU time, write syscalls (`syscw`) and bytes (`wchar`)
-//! from `/proc/PID/io` (same user or root) are differenced over the window, and
-//! `VmRSS` from `/proc/PID/status` is read before the first connection and at the end
-//! of the window. CPU time is `utime + stime` from `/proc/PID/stat` (clock ticks of
-//! `getconf CLK_TCK`, 100 if that fails: 10 ms resolution), and the same with
-//! nanosecond resolution from `/proc/PID/task/*/schedstat`, which is used unless it is
-//! well below the ticks (a thread ended in between). `schedstat` also gives the time
-//! the server spent runnable but waiting for a CPU: on a shared machine, how much other
-//! processes got in the way (`server_wait_pct`; the same for the load generator).
-//! Costs are reported per event, per heartbeat or per delivery (the scenario's unit)
-//! and per connection.
-//!
-//! Output: a table on stderr, and with `--json` one JSON object on one line on stdout
-//! (every `--tag` becomes a field of it). Without `--json` the table goes to stdout.
-//!
-//! How it works: one thread (a current-thread tokio runtime; pin it with `taskset`),
-//! one task per connection. Connections open at most `--rate` per second (default
-//! 2000), from source addresses `127.0.0.2` to `127.0.0.(1 + N)` (`--source-ips`,
-//! default 32; `0`: the kernel's choice from `127.0.0.1`), because Linux's search for a
-//! free ephemeral port slows down to milliseconds per `connect` with ~15 000
-//! connections from one address. Every read goes into one shared 256 KiB buffer
-//! (borrowed only inside `poll_read`), so 19 000 idle connections cost little memory.
-//! A small state machine decodes `Transfer-Encoding: chunked` (or a body read to the
-//! end) and feeds an SSE line parser. Failures to connect, non-200 answers, protocol
-//! errors and connections that end are counted, never fatal. Everything has a
-//! deadline: the ramp-up gives up on connections still pending after
-//! `conns / rate + connect-timeout + 5 s`, and a watchdog thread ends the process if
-//! the run overstays its budget by 10 s.
-//!
-//! Only `127.0.0.1` (or `localhost`, which means the same) is accepted as a target.
-//!
-//! The modules: `args` (the command line), `run` (ramp-up, warm-up and window; one
-//! task per connection), `parse` (response head, chunked framing, SSE lines, and the
-//! counters they feed), `histogram`, `proc` (the `/proc` samples) and `report` (the
-//! JSON object and the table).
+//! The modules: `cli` (the command line), `target` (the URL), `run` (first connection,
+//! ramp-up, warm-up, window), `shared` (what the connections share), `failure`, `conn` (one connection, HTTP/1.1 or h2c), `http1` (head
+//! and chunked framing), `sse` (SSE lines and the counters they feed), `scenarios`
+//! (what each scenario reads from the data), `stats` (counters, histogram),
+//! `heartbeats` (the idle verdict), `procfs` (the `/proc` samples), `cost` (the server's
+//! and the load generator's cost), `report` (JSON and Markdown), `progress` (the bar),
+//! `plot` (JSON results to chart lines), `svg` (the chart).
 
-mod args;
-mod histogram;
-mod parse;
-mod proc;
+mod cli;
+mod conn;
+mod cost;
+mod failure;
+mod heartbeats;
+mod http1;
+mod plot;
+mod procfs;
+mod progress;
 mod report;
 mod run;
+mod scenarios;
+mod shared;
+mod sse;
+mod stats;
+mod svg;
+mod target;
 
-use std::time::Duration;
+use std::{process::ExitCode, time::Duration};
 
-use serde_json::Value;
+use clap::Parser as _;
 use tokio::task::LocalSet;
 
-use crate::{
-    args::{secs, Args, USAGE},
-    run::run,
-};
+use crate::cli::{secs, Cli, Command, Format, RunConfig};
 
-fn main() {
-    let args = match Args::parse(std::env::args().skip(1)) {
-        Ok(args) => args,
-        Err(msg) if msg == "help" => {
-            println!("{USAGE}");
-            return;
-        }
-        Err(msg) => {
-            eprintln!("loadgen: {msg}\n\n{USAGE}");
-            std::process::exit(2);
-        }
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Plot(args) => plot::main(&args),
+        command => RunConfig::from_command(command).and_then(|cfg| measure(&cfg)),
     };
-    // The run's whole budget: ramp-up, warm-up, window, and some slack to report.
-    let ramp_budget = args.ramp_budget();
-    let budget = ramp_budget + secs(args.warmup) + secs(args.secs) + Duration::from_secs(5);
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            eprintln!("sse-loadgen: error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs the scenario and writes the result.
+fn measure(cfg: &RunConfig) -> Result<(), String> {
+    // The run's whole budget: first connection, ramp-up, warm-up, window, some slack.
+    // A server may send its head with the first heartbeat: allow an interval more.
+    let hb_s = cfg.hb_ms.unwrap_or(0) as f64 / 1000.0;
+    let ramp_budget = secs(cfg.conns as f64 / cfg.rate + cfg.connect_timeout + 5.0 + hb_s);
+    let first = secs(cfg.connect_timeout + 10f64.max(2.0 * hb_s));
+    let budget = first + ramp_budget + secs(cfg.warmup) + secs(cfg.secs) + secs(10.0);
     std::thread::spawn(move || {
         std::thread::sleep(budget + Duration::from_secs(10));
-        eprintln!("loadgen: watchdog: still running after {budget:?} + 10 s; giving up");
+        eprintln!("sse-loadgen: watchdog: still running after {budget:?} + 10 s; giving up");
         std::process::exit(3);
     });
-
-    let rt = match tokio::runtime::Builder::new_current_thread()
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(err) => {
-            eprintln!("loadgen: cannot start the runtime: {err}");
-            std::process::exit(1);
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let report = LocalSet::new().block_on(&rt, run::run(cfg, ramp_budget));
+    if !cfg.quiet {
+        progress::clear();
+    }
+    let report = report?;
+    if let Some(path) = &cfg.json_file {
+        std::fs::write(path, report.json() + "\n")
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    match cfg.format {
+        Format::Markdown => print!("{}", report.markdown()),
+        Format::Json => {
+            println!("{}", report.json());
+            if !cfg.quiet {
+                eprint!("{}", report.markdown());
+            }
         }
-    };
-    let report = LocalSet::new().block_on(&rt, run(args, ramp_budget));
-    let table = report.table();
-    if report.json {
-        eprint!("{table}");
-        println!("{}", Value::Object(report.fields));
-    } else {
-        print!("{table}");
+    }
+    let failed = report
+        .fields
+        .get("connected")
+        .and_then(serde_json::Value::as_u64);
+    if failed.is_some_and(|c| c < cfg.conns as u64) {
+        eprintln!(
+            "sse-loadgen: warning: {} of {} connections opened",
+            failed.unwrap_or(0),
+            cfg.conns
+        );
     }
     // 19 000 open sockets and their tasks: let the kernel clean up.
     std::process::exit(0);

@@ -1,4 +1,29 @@
-//! A log-linear histogram (64 buckets per power of two: under 1.6% error).
+//! What is counted: the window's counters, and a log-linear histogram (64 buckets per
+//! power of two: under 1.6% error) for heartbeat gaps and latencies.
+
+/// Counted during the window only.
+#[derive(Default)]
+pub(crate) struct Counters {
+    /// Bytes read from the sockets (HTTP/1.1: framing included; h2c: DATA payloads).
+    pub(crate) wire_bytes: u64,
+    /// Bytes of the SSE body.
+    pub(crate) body_bytes: u64,
+    /// Events (a blank line after one or more `data` lines), heartbeat events aside.
+    pub(crate) events: u64,
+    /// Events whose data had no sequence number (`stream`, `fanout`), or no timestamp
+    /// (`fanout`).
+    pub(crate) bad_events: u64,
+    pub(crate) seq_gaps: u64,
+    pub(crate) missed: u64,
+    pub(crate) out_of_order: u64,
+    /// Comment lines (`:`, the usual heartbeat), and events of the
+    /// `--heartbeat-event` type.
+    pub(crate) heartbeats: u64,
+    /// `: lagged N` comments (a server telling a slow subscriber what it lost), and
+    /// the sum of their N.
+    pub(crate) lagged_comments: u64,
+    pub(crate) lagged_reported: u64,
+}
 
 const SUB_BITS: u32 = 6;
 const SUB: usize = 1 << SUB_BITS;

@@ -1,4 +1,4 @@
-//! `/proc`: a process's CPU time, run-queue wait, memory and writes.
+//! `/proc`: a process's CPU time, run-queue wait, memory and syscalls.
 
 #[derive(Clone, Copy)]
 pub(crate) struct ProcSample {
@@ -12,6 +12,9 @@ pub(crate) struct ProcSample {
     pub(crate) wait_ns: Option<u64>,
     pub(crate) rss_kb: u64,
     pub(crate) threads: u64,
+    /// Read and write syscalls and the bytes they moved (`/proc/PID/io`: the same user
+    /// or root only).
+    pub(crate) syscr: Option<u64>,
     pub(crate) syscw: Option<u64>,
     pub(crate) wchar: Option<u64>,
 }
@@ -53,6 +56,7 @@ impl ProcSample {
             wait_ns: sched.map(|s| s.1),
             rss_kb,
             threads,
+            syscr: io_field("syscr:"),
             syscw: io_field("syscw:"),
             wchar: io_field("wchar:"),
         })
