@@ -165,7 +165,7 @@ impl fmt::Display for ReadError {
                 }
             }
             Detail::Timeout { after, what } => write!(f, "no {what} within {after:?}"),
-            Detail::Ended { what } => write!(f, "the stream ended before the {what}"),
+            Detail::Ended { what } => write!(f, "the stream ended before {what}"),
             Detail::Unexpected(event) => write!(f, "expected a heartbeat comment, got {event}"),
             Detail::Body(err) => write!(f, "the response body failed: {err}"),
             Detail::None => {

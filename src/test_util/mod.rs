@@ -116,6 +116,9 @@ pub struct SseReader<B> {
     ended: bool,
     timeout: Duration,
     comments: u64,
+    /// The stream's last event id and reconnection time as of the last item read.
+    last_event_id: String,
+    retry: Option<Duration>,
 }
 
 impl<B> SseReader<B>
@@ -143,6 +146,8 @@ where
             ended: false,
             timeout: DEFAULT_TIMEOUT,
             comments: 0,
+            last_event_id: String::new(),
+            retry: None,
         }
     }
 
@@ -259,7 +264,7 @@ where
     pub async fn next_event_within(&mut self, within: Duration) -> Result<MessageEvent, ReadError> {
         match tokio::time::timeout(within, self.read_event()).await {
             Ok(Ok(Some(event))) => Ok(event),
-            Ok(Ok(None)) => Err(ReadError::ended("next event")),
+            Ok(Ok(None)) => Err(ReadError::ended("the next event")),
             Ok(Err(err)) => Err(err),
             Err(_) => Err(ReadError::timeout(within, "event")),
         }
@@ -370,7 +375,7 @@ where
         match tokio::time::timeout(within, self.read_item()).await {
             Ok(Ok(Some(Item::Comment(text)))) => Ok(text),
             Ok(Ok(Some(Item::Event(event)))) => Err(ReadError::unexpected(event)),
-            Ok(Ok(None)) => Err(ReadError::ended("heartbeat")),
+            Ok(Ok(None)) => Err(ReadError::ended("a heartbeat")),
             Ok(Err(err)) => Err(err),
             Err(_) => Err(ReadError::timeout(within, "heartbeat")),
         }
@@ -390,9 +395,13 @@ where
     /// taken from the body and parsed in one step.
     async fn read_item(&mut self) -> Result<Option<Item>, ReadError> {
         loop {
-            if let Some(item) = self.parser.pop() {
-                self.comments += u64::from(item.is_comment());
-                return Ok(Some(item));
+            while let Some(dispatch) = self.parser.pop() {
+                self.last_event_id = dispatch.last_event_id;
+                self.retry = dispatch.retry;
+                if let Some(item) = dispatch.item {
+                    self.comments += u64::from(item.is_comment());
+                    return Ok(Some(item));
+                }
             }
             if self.ended {
                 return Ok(None);
@@ -414,6 +423,7 @@ where
                 }
                 None => {
                     self.ended = true;
+                    self.retry = self.parser.retry();
                     if self.parser.in_block() {
                         return Err(ReadError::incomplete());
                     }
@@ -424,9 +434,10 @@ where
 }
 
 impl<B> SseReader<B> {
-    /// The stream's last event id (`EventSource`'s `lastEventId`): the value of the
-    /// last `id:` field of a finished block, empty if none; the id a reconnecting
-    /// client sends.
+    /// The stream's last event id (`EventSource`'s `lastEventId`) as of the last item
+    /// read: the value of the last `id:` field of a finished block up to there, empty
+    /// if none; the id a reconnecting client sends. Events that arrived but were not
+    /// read yet do not count.
     ///
     /// ```
     /// # use tower_sse::test_util::SseReader;
@@ -441,10 +452,11 @@ impl<B> SseReader<B> {
     /// # }
     /// ```
     pub fn last_event_id(&self) -> &str {
-        self.parser.last_event_id()
+        &self.last_event_id
     }
 
-    /// The reconnection time the server set with its last valid `retry:` field, if any.
+    /// The reconnection time the server set with its last valid `retry:` field, if any,
+    /// as of the last item read (or the end of the body).
     ///
     /// ```
     /// use std::time::Duration;
@@ -460,7 +472,7 @@ impl<B> SseReader<B> {
     /// # }
     /// ```
     pub fn retry(&self) -> Option<Duration> {
-        self.parser.retry()
+        self.retry
     }
 
     /// How many comment blocks (heartbeats) were read so far, the ones that

@@ -154,6 +154,16 @@ impl Item {
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
+/// What a blank line finished: the item it dispatched, if any, and the stream's last
+/// event id and reconnection time as of then (what a reader that has read up to here
+/// shows).
+#[derive(Debug)]
+pub(crate) struct Dispatch {
+    pub(crate) item: Option<Item>,
+    pub(crate) last_event_id: String,
+    pub(crate) retry: Option<Duration>,
+}
+
 /// The parser's state: bytes of an unfinished line, the block being read, and the
 /// stream's last event id and reconnection time.
 #[derive(Debug, Default)]
@@ -172,7 +182,7 @@ pub(crate) struct Parser {
     /// The current block's comment lines, and whether it had any field line.
     comments: Vec<String>,
     fields: bool,
-    ready: VecDeque<Item>,
+    ready: VecDeque<Dispatch>,
 }
 
 impl Parser {
@@ -251,26 +261,31 @@ impl Parser {
         let fields = std::mem::take(&mut self.fields);
         let event = std::mem::take(&mut self.event);
         let mut data = std::mem::take(&mut self.data);
-        if !fields && !comments.is_empty() {
-            self.ready.push_back(Item::Comment(comments.join("\n")));
-        }
-        if data.is_empty() {
-            return;
-        }
-        data.pop(); // the last `\n`
-        self.ready.push_back(Item::Event(MessageEvent {
-            event: if event.is_empty() {
-                "message".to_owned()
-            } else {
-                event
-            },
-            data,
-            id: self.last_event_id.clone(),
-        }));
+        let item = if !data.is_empty() {
+            data.pop(); // the last `\n`
+            Some(Item::Event(MessageEvent {
+                event: if event.is_empty() {
+                    "message".to_owned()
+                } else {
+                    event
+                },
+                data,
+                id: self.last_event_id.clone(),
+            }))
+        } else if !fields && !comments.is_empty() {
+            Some(Item::Comment(comments.join("\n")))
+        } else {
+            None
+        };
+        self.ready.push_back(Dispatch {
+            item,
+            last_event_id: self.last_event_id.clone(),
+            retry: self.retry,
+        });
     }
 
-    /// The next complete item, if any.
-    pub(crate) fn pop(&mut self) -> Option<Item> {
+    /// What the next blank line finished, if any.
+    pub(crate) fn pop(&mut self) -> Option<Dispatch> {
         self.ready.pop_front()
     }
 
@@ -281,10 +296,8 @@ impl Parser {
         (!self.line.is_empty() && !bom_only) || self.fields || !self.comments.is_empty()
     }
 
-    pub(crate) fn last_event_id(&self) -> &str {
-        &self.last_event_id
-    }
-
+    /// The reconnection time set by the last valid `retry:` read so far, finished
+    /// block or not (WHATWG sets it as soon as the field is read).
     pub(crate) fn retry(&self) -> Option<Duration> {
         self.retry
     }
@@ -294,16 +307,24 @@ impl Parser {
 mod tests {
     use super::*;
 
-    fn items(pieces: &[&[u8]]) -> (Vec<Item>, Parser) {
+    fn dispatches(pieces: &[&[u8]]) -> (Vec<Dispatch>, Parser) {
         let mut parser = Parser::default();
         let mut out = Vec::new();
         for piece in pieces {
             parser.feed(piece);
-            while let Some(item) = parser.pop() {
-                out.push(item);
+            while let Some(dispatch) = parser.pop() {
+                out.push(dispatch);
             }
         }
         (out, parser)
+    }
+
+    fn items(pieces: &[&[u8]]) -> (Vec<Item>, Parser) {
+        let (dispatches, parser) = dispatches(pieces);
+        (
+            dispatches.into_iter().filter_map(|d| d.item).collect(),
+            parser,
+        )
     }
 
     fn event(data: &str) -> Item {
@@ -337,16 +358,27 @@ mod tests {
 
     #[test]
     fn ids_persist_retry_without_data_counts_and_bad_values_are_ignored() {
-        let (got, parser) = items(&[
+        let (got, parser) = dispatches(&[
             b"id: 4\ndata: a\n\ndata: b\n\nid: 5\n\nretry: 1500\n\nretry: 1x\nid: a\0b\n\ndata: c\n\n",
         ]);
-        let with_id = |data: &str, id: &str| Item::Event(MessageEvent::new(data).with_id(id));
+        let with_id = |data: &str, id: &str| Some(Item::Event(MessageEvent::new(data).with_id(id)));
+        let ms = |ms| Some(Duration::from_millis(ms));
+        let got: Vec<_> = got
+            .into_iter()
+            .map(|d| (d.item, d.last_event_id, d.retry))
+            .collect();
         assert_eq!(
             got,
-            vec![with_id("a", "4"), with_id("b", "4"), with_id("c", "5")]
+            vec![
+                (with_id("a", "4"), "4".into(), None),
+                (with_id("b", "4"), "4".into(), None),
+                (None, "5".into(), None),
+                (None, "5".into(), ms(1500)),
+                (None, "5".into(), ms(1500)),
+                (with_id("c", "5"), "5".into(), ms(1500)),
+            ]
         );
-        assert_eq!(parser.last_event_id(), "5");
-        assert_eq!(parser.retry(), Some(Duration::from_millis(1500)));
+        assert_eq!(parser.retry(), ms(1500));
     }
 
     #[test]
