@@ -230,3 +230,13 @@ async fn a_body_cut_inside_an_event_or_failing_is_reported() {
     assert_eq!(err.kind(), ReadErrorKind::Ended);
     assert_eq!(err.to_string(), "the stream ended before event 2 of 2");
 }
+
+#[test]
+fn the_reader_is_send_and_its_error_send_and_sync() {
+    fn send<T: Send>() {}
+    fn send_sync<T: Send + Sync + 'static>() {}
+    send::<SseReader<tower_sse::SseBody<tower_sse::BoxEventStream>>>();
+    send::<SseReader<axum::body::Body>>();
+    send_sync::<tower_sse::test_util::ReadError>();
+    send_sync::<MessageEvent>();
+}
