@@ -80,6 +80,7 @@
 //! | `server` | [`server::Server`]: serves a tower service over hyper (HTTP/1.1 and h2c) with timeouts, a connection cap, socket options and graceful shutdown |
 //! | `redis` | [`hub::RedisBackplane`], [`Hub::redis`](hub::Hub::redis): the hub across instances on Redis Streams (Rust 1.88, the `redis` crate's) |
 //! | `metrics` | [`metrics`]: the layer's and the hub's counters, gauges and stream-lifetime histogram through the `metrics` facade |
+//! | `test-util` | [`test_util`]: [`SseReader`](test_util::SseReader) reads an SSE response in tests as `EventSource` parses it, heartbeats and `Last-Event-ID` included, on tokio's paused clock |
 
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -117,6 +118,9 @@ mod state;
 mod stats;
 mod stream;
 mod sync;
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+pub mod test_util;
 
 pub use crate::{
     body::{BoxEventStream, SseBody},

@@ -1,13 +1,15 @@
 //! tower-sse inside axum 0.8: the layer on a route, `IntoResponse` alone, the
-//! `Option<LastEventId>` extractor, and non-SSE routes untouched.
+//! `Option<LastEventId>` extractor, and non-SSE routes untouched; read with
+//! `test_util::SseReader`.
 
 use std::{convert::Infallible, net::SocketAddr, time::Duration};
 
 use axum::{routing::get, Router};
-use eventsource_stream::Eventsource;
-use futures_util::StreamExt;
 use tokio_stream::Stream;
-use tower_sse::{Event, LastEventId, SseLayer, SseResponse};
+use tower_sse::{
+    test_util::{MessageEvent, SseReader},
+    Event, LastEventId, SseLayer, SseResponse,
+};
 
 async fn numbers(
     last: Option<LastEventId>,
@@ -35,44 +37,21 @@ async fn serve(app: Router) -> SocketAddr {
     addr
 }
 
-struct Head {
-    status: reqwest::StatusCode,
-    headers: reqwest::header::HeaderMap,
-}
-
-impl Head {
-    fn status(&self) -> reqwest::StatusCode {
-        self.status
-    }
-    fn headers(&self) -> &reqwest::header::HeaderMap {
-        &self.headers
-    }
-}
-
-async fn events(url: String, last: Option<&str>) -> (Head, Vec<(String, String)>) {
-    let client = reqwest::Client::new();
-    let mut req = client.get(url);
+/// The response head and every event of a GET of `url`, with `Last-Event-ID: last`.
+async fn events(url: String, last: Option<&str>) -> (http::response::Parts, Vec<MessageEvent>) {
+    let mut req = reqwest::Client::new().get(url);
     if let Some(last) = last {
         req = req.header("last-event-id", last);
     }
-    let res = req.send().await.unwrap();
-    let headers = res.headers().clone();
-    let status = res.status();
-    let mut out = Vec::new();
-    let mut stream = res.bytes_stream().eventsource();
-    while let Some(event) = tokio::time::timeout(Duration::from_secs(5), stream.next())
-        .await
-        .expect("stream ends in time")
-    {
-        let event = event.unwrap();
-        out.push((event.id, event.data));
-    }
-    (Head { status, headers }, out)
+    let res = http::Response::from(req.send().await.unwrap());
+    let (head, body) = res.into_parts();
+    let mut reader = SseReader::new(body).timeout(Duration::from_secs(5));
+    (head, reader.read_to_end().await.unwrap())
 }
 
-fn expected(from: u64) -> Vec<(String, String)> {
+fn expected(from: u64) -> Vec<MessageEvent> {
     (from..=5)
-        .map(|n| (n.to_string(), format!("n={n}")))
+        .map(|n| MessageEvent::new(format!("n={n}")).with_id(n.to_string()))
         .collect()
 }
 
@@ -87,11 +66,11 @@ async fn route_layer_serves_the_handlers_stream_with_the_layers_settings() {
     let addr = serve(app).await;
 
     let (head, got) = events(format!("http://{addr}/numbers"), None).await;
-    assert_eq!(head.status(), 200);
-    assert_eq!(head.headers()["content-type"], "text/event-stream");
-    assert_eq!(head.headers()["cache-control"], "no-cache, no-transform");
-    assert_eq!(head.headers()["x-accel-buffering"], "no");
-    assert!(head.headers().get("content-length").is_none());
+    assert_eq!(head.status, 200);
+    assert_eq!(head.headers["content-type"], "text/event-stream");
+    assert_eq!(head.headers["cache-control"], "no-cache, no-transform");
+    assert_eq!(head.headers["x-accel-buffering"], "no");
+    assert!(head.headers.get("content-length").is_none());
     assert_eq!(got, expected(1));
     // The layer, not the default settings, served it.
     assert_eq!(stats.streams_opened(), 1);
@@ -121,8 +100,8 @@ async fn into_response_alone_is_a_complete_sse_response() {
     let app = Router::new().route("/bare", get(numbers));
     let addr = serve(app).await;
     let (head, got) = events(format!("http://{addr}/bare"), None).await;
-    assert_eq!(head.headers()["content-type"], "text/event-stream");
-    assert_eq!(head.headers()["x-accel-buffering"], "no");
+    assert_eq!(head.headers["content-type"], "text/event-stream");
+    assert_eq!(head.headers["x-accel-buffering"], "no");
     assert_eq!(got, expected(1));
 }
 
@@ -134,27 +113,21 @@ async fn layer_heartbeats_and_shutdown_reach_axum_routes() {
     let addr = serve(app).await;
 
     let res = reqwest::get(format!("http://{addr}/quiet")).await.unwrap();
-    let mut body = res.bytes_stream();
-    let mut seen = Vec::new();
+    let mut reader = SseReader::from_response(http::Response::from(res))
+        .unwrap()
+        .timeout(Duration::from_secs(5));
     // Two heartbeats, then shutdown ends the stream after its last event.
-    while seen.windows(3).filter(|w| w == b":\n\n").count() < 2 {
-        let chunk = tokio::time::timeout(Duration::from_secs(5), body.next())
+    for _ in 0..2 {
+        let comment = reader
+            .expect_heartbeat_within(Duration::from_secs(5))
             .await
-            .expect("heartbeat in time")
-            .expect("stream open")
             .unwrap();
-        seen.extend_from_slice(&chunk);
+        assert_eq!(comment, "");
     }
     shutdown.shutdown_with(Event::new().retry(Duration::from_millis(1500)));
-    let mut rest = Vec::new();
-    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(5), body.next())
-        .await
-        .expect("stream ends in time")
-    {
-        rest.extend_from_slice(&chunk.unwrap());
-    }
-    let rest = String::from_utf8(rest).unwrap();
-    assert!(rest.ends_with("retry: 1500\n\n"), "{rest:?}");
+    let rest = reader.read_to_end().await.unwrap();
+    assert_eq!(rest, []);
+    assert_eq!(reader.retry(), Some(Duration::from_millis(1500)));
     tokio::time::timeout(Duration::from_secs(5), shutdown.wait_closed())
         .await
         .expect("all streams closed");

@@ -1,81 +1,57 @@
 //! tower_governor (the per-IP request-rate limiter axum users pick) in front of the SSE
-//! routes, with the layer's per-client stream cap behind it: the README's example,
-//! served by `axum::serve` with `ConnectInfo`. Both turn a client away with the shed
-//! answer (200, `retry:`, end), never a `429` that `EventSource` would take as fatal.
+//! routes, with the layer's per-client stream cap behind it: `examples/governor.rs`,
+//! which is the README's example word for word (checked here), served by
+//! `axum::serve` with `ConnectInfo`. Both turn a client away with the shed answer (200,
+//! `retry:`, end), never a `429` that `EventSource` would take as fatal.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
-use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
+#[path = "../examples/governor.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod example;
 
-use axum::{extract::ConnectInfo, routing::get, Router};
-use futures_util::StreamExt;
-use http::{request::Parts, Request, StatusCode};
-use support::{client::http_client, within};
-use tower::ServiceBuilder;
-use tower_governor::{governor::GovernorConfigBuilder, GovernorError, GovernorLayer};
-use tower_sse::{BoxEventStream, Event, PerKeyLimit, SseLayer, SseResponse, SseStats};
+use std::{net::SocketAddr, time::Duration};
 
-/// The README's app: `/events` (an endless stream) behind the stream cap per client
-/// IP address (2) and, in front, tower_governor (a burst of 3 requests per IP, then one
-/// more per minute) whose refusal is the shed answer.
-fn app() -> (Router, SseStats) {
-    // At most 2 open streams per client IP address, read from axum's `ConnectInfo`.
-    let client_ip = |req: &Parts| {
-        let info = req.extensions.get::<ConnectInfo<SocketAddr>>()?;
-        Some(info.0.ip())
-    };
-    let sse = SseLayer::new().max_streams_per_key(PerKeyLimit::shed(2, client_ip));
-    let stats = sse.stats();
-    let events = ServiceBuilder::new()
-        .layer(sse)
-        .service_fn(|_req: Request<_>| async {
-            let ticks = tokio_stream::iter(1..)
-                .map(|n: u64| Ok::<_, Infallible>(Event::new().data(n.to_string())));
-            let ticks = ticks.then(|tick| async {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                tick
-            });
-            Ok::<_, Infallible>(SseResponse::new(ticks))
-        });
+use http::StatusCode;
+use support::{client::http_client, wait_until, within};
+use tower_sse::test_util::SseReader;
 
-    // A burst of 3 requests per IP address, then one more every 60 s.
-    let rate = GovernorConfigBuilder::default()
-        .per_second(60)
-        .burst_size(3)
-        .finish()
-        .unwrap();
-    let governor = GovernorLayer::new(Arc::new(rate)).error_handler(|err| match err {
-        // Over the rate: the shed answer, so that `EventSource` comes back (a 429 is
-        // fatal to it) after the time the governor asks for (at least 1 s).
-        GovernorError::TooManyRequests { wait_time, .. } => {
-            SseResponse::<BoxEventStream>::shed(Duration::from_secs(wait_time))
-                .into_http()
-                .map(axum::body::Body::new)
-        }
-        other => other.into(),
-    });
-    let router = Router::new()
-        .route_service("/events", events)
-        .route_layer(governor)
-        .route("/health", get(|| async { "ok" }));
-    (router, stats)
+#[test]
+fn the_readme_shows_the_example_word_for_word() {
+    let example = include_str!("../examples/governor.rs");
+    let code: Vec<&str> = example
+        .lines()
+        .skip_while(|line| line.starts_with("//!") || line.is_empty())
+        .collect();
+    let code = code.join("\n");
+    assert!(code.starts_with("use std::"), "{code}");
+    let readme = include_str!("../README.md");
+    assert!(
+        readme.contains(&format!("```rust,no_run\n{code}\n```")),
+        "the README's tower_governor example differs from examples/governor.rs"
+    );
 }
 
-/// The retry of a shed answer, or `None` if `res` is not one.
-async fn shed_retry(res: reqwest::Response) -> Option<u64> {
+async fn get(client: &reqwest::Client, url: &str) -> SseReader<reqwest::Body> {
+    let res = within("response head", client.get(url).send())
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
-    assert_eq!(res.headers()["content-type"], "text/event-stream");
-    let body = within("shed body", res.text()).await.unwrap();
-    body.strip_prefix("retry: ")?
-        .strip_suffix("\n\n")?
-        .parse()
-        .ok()
+    SseReader::from_response(http::Response::from(res)).unwrap()
+}
+
+/// The `retry` of a shed answer: no event, a `retry:`, the end.
+async fn shed_retry(mut reader: SseReader<reqwest::Body>) -> Duration {
+    assert_eq!(reader.read_to_end().await.unwrap(), []);
+    reader.retry().expect("a shed answer has a retry")
 }
 
 #[tokio::test]
 async fn governor_in_front_and_the_per_client_cap_behind_both_answer_with_the_shed_answer() {
-    let (router, stats) = app();
+    let sse = example::sse_layer();
+    let stats = sse.stats();
+    let router = example::app(sse);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/events", listener.local_addr().unwrap());
     let server = tokio::spawn(async move {
@@ -83,32 +59,37 @@ async fn governor_in_front_and_the_per_client_cap_behind_both_answer_with_the_sh
         axum::serve(listener, app).await.unwrap();
     });
     let client = http_client();
-    let get = || within("response head", client.get(&url).send());
 
-    // Requests 1 and 2: streams, under both limits.
+    // Requests 1 to 4: streams, under both limits.
     let mut open = Vec::new();
-    for _ in 0..2 {
-        let res = get().await.unwrap();
-        assert_eq!(res.status(), StatusCode::OK);
-        let mut body = res.bytes_stream();
-        assert_eq!(
-            &within("a tick", body.next()).await.unwrap().unwrap()[..],
-            b"data: 1\n\n"
-        );
-        open.push(body);
+    for n in 1..=4 {
+        open.push(get(&client, &url).await);
+        wait_until("the stream is open", || stats.open_streams() == n).await;
     }
-    // Request 3: within the rate, over the per-client cap: the layer sheds it.
-    let retry = shed_retry(get().await.unwrap())
-        .await
-        .expect("the layer's shed answer");
-    assert!(retry >= 1000, "{retry}");
-    assert_eq!(stats.streams_shed(), 1);
-    // Request 4: over the rate: the governor answers, with the shed answer too.
-    let retry = shed_retry(get().await.unwrap())
-        .await
-        .expect("the governor's shed answer");
-    assert!(retry >= 1000, "{retry}");
-    assert_eq!(stats.streams_shed(), 1, "the layer never saw request 4");
-    assert_eq!(stats.open_streams(), 2);
+    assert_eq!(stats.streams_shed(), 0);
+    // Then, within the burst of 10 and over the cap of 4: the layer sheds them. Once
+    // the burst is spent, the governor answers (the layer no longer sees the requests),
+    // with the shed answer too. (The governor adds a request every 2 s: on a slow
+    // machine, a few more may reach the layer first.)
+    let mut by_layer = 0;
+    let mut by_governor = 0;
+    for _ in 5..=40 {
+        let shed_before = stats.streams_shed();
+        let retry = shed_retry(get(&client, &url).await).await;
+        assert!(retry >= Duration::from_secs(1), "{retry:?}");
+        if stats.streams_shed() > shed_before {
+            by_layer += 1;
+        } else {
+            by_governor += 1;
+            break;
+        }
+    }
+    assert!(
+        by_layer >= 6,
+        "requests 5 to 10 are the layer's: {by_layer}"
+    );
+    assert_eq!(by_governor, 1, "the governor never answered");
+    assert_eq!(stats.open_streams(), 4);
+    drop(open);
     server.abort();
 }

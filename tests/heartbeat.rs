@@ -1,5 +1,6 @@
 //! Heartbeats: over a real socket (counts and order only, never elapsed times) and
-//! in process on tokio's paused clock (exact virtual times).
+//! in process on tokio's paused clock (exact virtual times), read there with
+//! `test_util::SseReader`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -9,15 +10,18 @@ use std::{convert::Infallible, sync::Arc, time::Duration};
 use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
 use support::{
-    body::{next_frame, sse_body, sse_body_of},
+    body::{sse_body, sse_body_of},
     client::{http_client, Chunk, RawClient},
     server::serve_sse,
     sources::then_pending,
-    wire::{blocks, concat, is_comment},
+    wire::{blocks, concat},
     within,
 };
 use tokio::{sync::Notify, time::Instant};
-use tower_sse::{Event, Heartbeat, Overflow, SseLayer, SseResponse};
+use tower_sse::{
+    test_util::{Item, MessageEvent, ReadError, SseReader},
+    Event, Heartbeat, Overflow, SseLayer, SseResponse,
+};
 
 /// Event 1 at once, event 2 once `release` is notified, then the end.
 fn paused_source(
@@ -208,14 +212,18 @@ fn ticking(count: usize) -> impl futures_core::Stream<Item = Result<Event, Infal
 
 async fn no_heartbeat_while_events_flow(layer: SseLayer) {
     let stats = layer.stats();
-    let mut body = sse_body(layer.heartbeat(Duration::from_millis(50)), ticking(100)).await;
-    let mut text = String::new();
-    while let Some(frame) = next_frame(&mut body).await {
-        text.push_str(std::str::from_utf8(&frame).unwrap());
-    }
-    let blocks = blocks(&text);
-    let expected: Vec<String> = (0..100).map(|i| format!("data: {i}")).collect();
-    assert_eq!(blocks, expected, "heartbeats or lost events in {blocks:?}");
+    let body = sse_body(layer.heartbeat(Duration::from_millis(50)), ticking(100)).await;
+    let mut reader = SseReader::new(body);
+    let data: Vec<String> = reader
+        .read_to_end()
+        .await
+        .unwrap()
+        .iter()
+        .map(|event| event.data().to_owned())
+        .collect();
+    let expected: Vec<String> = (0..100).map(|i| i.to_string()).collect();
+    assert_eq!(data, expected, "lost events");
+    assert_eq!(reader.comments_read(), 0, "heartbeats between the events");
     assert_eq!(stats.heartbeats_sent(), 0);
 }
 
@@ -236,14 +244,15 @@ async fn idle_stream_sends_one_heartbeat_per_interval() {
     let layer =
         SseLayer::new().heartbeat(Heartbeat::new(Heartbeat::DEFAULT_INTERVAL).per_stream_timer());
     let stats = layer.stats();
-    let mut body = sse_body(layer, then_pending(Vec::<Result<Event, Infallible>>::new())).await;
+    let body = sse_body(layer, then_pending(Vec::<Result<Event, Infallible>>::new())).await;
+    let mut reader = SseReader::new(body);
     let start = Instant::now();
     for n in 1..=4u32 {
-        let frame = tokio::time::timeout(Duration::from_secs(60), next_frame(&mut body))
+        let comment = reader
+            .expect_heartbeat_within(Duration::from_secs(60))
             .await
-            .expect("a heartbeat within 60 s")
             .unwrap();
-        assert_eq!(&frame[..], b":\n\n");
+        assert_eq!(comment, "", "the default heartbeat is a bare `:`");
         let elapsed = start.elapsed();
         let due = Heartbeat::DEFAULT_INTERVAL * n;
         assert!(
@@ -265,23 +274,27 @@ async fn heartbeat_is_due_one_interval_after_the_last_event() {
         .chain(futures_util::stream::pending());
     let start = Instant::now();
     let exact = Heartbeat::new(Duration::from_millis(50)).per_stream_timer();
-    let mut body = sse_body(SseLayer::new().heartbeat(exact), source).await;
-    let mut frames = Vec::new();
+    let mut reader = SseReader::new(sse_body(SseLayer::new().heartbeat(exact), source).await);
+    let mut items = Vec::new();
     for _ in 0..4 {
-        let frame = tokio::time::timeout(Duration::from_secs(1), next_frame(&mut body))
+        let item = reader
+            .next_item()
             .await
             .unwrap()
-            .unwrap();
-        frames.push((frame, start.elapsed()));
+            .expect("the stream is open");
+        items.push((item, start.elapsed().as_millis()));
     }
-    let ms = |d: Duration| d.as_millis();
-    assert_eq!(&frames[0].0[..], b"data: a\n\n");
-    assert_eq!(&frames[1].0[..], b"data: b\n\n");
-    assert_eq!(ms(frames[1].1), 40);
-    assert_eq!(&frames[2].0[..], b":\n\n");
-    assert_eq!(ms(frames[2].1), 90);
-    assert_eq!(&frames[3].0[..], b":\n\n");
-    assert_eq!(ms(frames[3].1), 140);
+    let event = |data: &str| Item::Event(MessageEvent::new(data));
+    let heartbeat = Item::Comment(String::new());
+    assert_eq!(
+        items,
+        [
+            (event("a"), 0),
+            (event("b"), 40),
+            (heartbeat.clone(), 90),
+            (heartbeat, 140)
+        ]
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -294,20 +307,17 @@ async fn a_pause_in_the_source_is_filled_with_heartbeats() {
             Ok(Event::new().data("2"))
         }),
     );
-    let mut body = sse_body(SseLayer::new().heartbeat(Duration::from_millis(50)), source).await;
-    let mut text = String::new();
-    while let Some(frame) = tokio::time::timeout(Duration::from_secs(1), next_frame(&mut body))
-        .await
-        .unwrap()
-    {
-        text.push_str(std::str::from_utf8(&frame).unwrap());
+    let body = sse_body(SseLayer::new().heartbeat(Duration::from_millis(50)), source).await;
+    let mut reader = SseReader::new(body).timeout(Duration::from_secs(1));
+    let mut items = Vec::new();
+    while let Some(item) = reader.next_item().await.unwrap() {
+        items.push(item);
     }
-    let blocks = blocks(&text);
-    assert_eq!(blocks.first(), Some(&"data: 1"));
-    assert_eq!(blocks.last(), Some(&"data: 2"));
-    let heartbeats = &blocks[1..blocks.len() - 1];
-    assert!(heartbeats.iter().all(|b| is_comment(b)), "{blocks:?}");
-    assert!((3..=4).contains(&heartbeats.len()), "{blocks:?}");
+    assert_eq!(items.first(), Some(&Item::Event(MessageEvent::new("1"))));
+    assert_eq!(items.last(), Some(&Item::Event(MessageEvent::new("2"))));
+    let heartbeats = &items[1..items.len() - 1];
+    assert!(heartbeats.iter().all(Item::is_comment), "{items:?}");
+    assert!((3..=4).contains(&heartbeats.len()), "{items:?}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -316,14 +326,18 @@ async fn no_heartbeat_sends_nothing_for_an_hour() {
         .heartbeat(Duration::from_millis(10))
         .no_heartbeat();
     let stats = layer.stats();
-    let mut body = sse_body(
+    let body = sse_body(
         layer,
         then_pending(vec![Ok::<_, Infallible>(Event::new().data("only"))]),
     )
     .await;
-    assert_eq!(&next_frame(&mut body).await.unwrap()[..], b"data: only\n\n");
-    let next = tokio::time::timeout(Duration::from_secs(3600), next_frame(&mut body)).await;
-    assert!(next.is_err(), "a frame arrived: {next:?}");
+    let mut reader = SseReader::new(body).timeout(Duration::from_secs(3600));
+    assert_eq!(
+        reader.next_item().await.unwrap(),
+        Some(Item::Event(MessageEvent::new("only")))
+    );
+    let next = reader.next_item().await;
+    assert!(next.as_ref().is_err_and(ReadError::is_timeout), "{next:?}");
     assert_eq!(stats.heartbeats_sent(), 0);
 }
 
@@ -336,13 +350,13 @@ async fn a_response_can_set_its_own_heartbeat() {
                 .comment("mine")
                 .per_stream_timer(),
         );
-    let mut body = sse_body_of(layer, response).await;
+    let mut reader = SseReader::new(sse_body_of(layer, response).await);
     let start = Instant::now();
-    let frame = tokio::time::timeout(Duration::from_secs(1), next_frame(&mut body))
+    let comment = reader
+        .expect_heartbeat_within(Duration::from_secs(1))
         .await
-        .unwrap()
         .unwrap();
-    assert_eq!(&frame[..], b": mine\n\n");
+    assert_eq!(comment, "mine");
     assert_eq!(start.elapsed().as_millis(), 50);
 }
 
@@ -352,8 +366,10 @@ async fn a_response_can_turn_the_layers_heartbeat_off() {
     let stats = layer.stats();
     let response =
         SseResponse::new(then_pending(Vec::<Result<Event, Infallible>>::new())).no_heartbeat();
-    let mut body = sse_body_of(layer, response).await;
-    let next = tokio::time::timeout(Duration::from_secs(3600), next_frame(&mut body)).await;
-    assert!(next.is_err(), "a frame arrived: {next:?}");
+    let mut reader = SseReader::new(sse_body_of(layer, response).await);
+    let next = reader
+        .expect_heartbeat_within(Duration::from_secs(3600))
+        .await;
+    assert!(next.as_ref().is_err_and(ReadError::is_timeout), "{next:?}");
     assert_eq!(stats.heartbeats_sent(), 0);
 }

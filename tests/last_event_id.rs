@@ -1,19 +1,21 @@
-//! The `Last-Event-ID` request header reaches the handler, and clients can resume.
+//! The `Last-Event-ID` request header reaches the handler, and clients can resume
+//! (read with `test_util::SseReader`, whose `reconnect` sends the header).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
 use std::convert::Infallible;
 
-use eventsource_stream::Eventsource;
-use futures_util::StreamExt;
 use support::{
     client::{http_client, Chunk, RawClient},
     server::{serve_sse, TestServer},
     wire::concat,
     within,
 };
-use tower_sse::{Event, LastEventId, SseLayer, SseResponse, LAST_EVENT_ID};
+use tower_sse::{
+    test_util::{MessageEvent, SseReader},
+    Event, LastEventId, SseLayer, SseResponse,
+};
 
 /// One event whose data tells what the handler saw: `none`, or `got <id>`.
 async fn echo_server() -> TestServer {
@@ -88,36 +90,27 @@ async fn resume_server() -> TestServer {
 async fn a_client_resumes_after_the_last_event_it_saw() {
     let server = resume_server().await;
     let client = http_client();
+    let get = |req: http::request::Builder| {
+        let req = reqwest::Request::try_from(req.body(Vec::new()).unwrap()).unwrap();
+        within("response", client.execute(req))
+    };
 
     // First connection: read four events, then go away.
-    let res = within("first response", client.get(server.url("/")).send())
-        .await
-        .unwrap();
-    let mut events = res.bytes_stream().eventsource();
-    let mut seen = Vec::new();
-    for _ in 0..4 {
-        let event = within("event", events.next()).await.unwrap().unwrap();
-        seen.push(event.data);
-    }
-    let last_id = events.last_event_id().to_owned();
-    drop(events);
-    assert_eq!(last_id, "4");
+    let res = get(http::Request::get(server.url("/"))).await.unwrap();
+    let mut first = SseReader::from_response(http::Response::from(res)).unwrap();
+    let mut seen = first.collect(4).await.unwrap();
+    assert_eq!(first.last_event_id(), "4");
 
-    // Reconnect the way EventSource does.
-    let res = within(
-        "second response",
-        client
-            .get(server.url("/"))
-            .header(LAST_EVENT_ID, &last_id)
-            .send(),
-    )
-    .await
-    .unwrap();
-    let mut events = res.bytes_stream().eventsource();
-    while let Some(event) = within("event", events.next()).await {
-        seen.push(event.unwrap().data);
-    }
-    let expected: Vec<String> = (1..=10).map(|i| i.to_string()).collect();
+    // Reconnect the way EventSource does: with `Last-Event-ID: 4`.
+    let next = first.reconnect(http::Request::get(server.url("/")));
+    drop(first);
+    let res = get(next).await.unwrap();
+    let mut second = SseReader::from_response(http::Response::from(res)).unwrap();
+    seen.extend(second.read_to_end().await.unwrap());
+
+    let expected: Vec<MessageEvent> = (1..=10)
+        .map(|i| MessageEvent::new(i.to_string()).with_id(i.to_string()))
+        .collect();
     assert_eq!(seen, expected);
-    assert_eq!(events.last_event_id(), "10");
+    assert_eq!(second.last_event_id(), "10");
 }
