@@ -15,10 +15,11 @@ use std::hint::black_box;
 
 use common::{
     axum_body, axum_body_of, axum_event, axum_frames_with, axum_idle_keep_alive, axum_json_event,
-    axum_string_event, encode_into, fanout, frame_buffer, idle_many, paused_runtime, runtime,
-    stream_payload, tower_body, tower_body_of, tower_body_ticker, tower_data_event, tower_event,
-    tower_idle_heartbeats, tower_idle_heartbeats_ticker, tower_json_data_event, tower_json_event,
-    tower_string_event, write_stream_payload, AxumFrames, DATA, MULTILINE, SEQ, TOKEN,
+    axum_string_event, encode_into, fanout, frame_buffer, hub_topics, idle_many, paused_runtime,
+    runtime, stream_payload, tower_body, tower_body_of, tower_body_ticker, tower_data_event,
+    tower_event, tower_idle_heartbeats, tower_idle_heartbeats_ticker, tower_json_data_event,
+    tower_json_event, tower_string_event, write_stream_payload, AxumFrames, DATA, MULTILINE, SEQ,
+    TOKEN,
 };
 use tower_sse::event::DataEvent;
 
@@ -83,6 +84,30 @@ const WORKLOADS: &[(&str, &str)] = &[
     (
         "idle1000_axum",
         "axum: 1000 idle Sse bodies with KeepAlive, <count> comments each",
+    ),
+    (
+        "hub_publish_1k",
+        "hub: publish <count> events spread over 1,000 topics of one subscriber each",
+    ),
+    (
+        "hub_publish_10k",
+        "hub: the same over 10,000 topics",
+    ),
+    (
+        "hub_publish_100k",
+        "hub: the same over 100,000 topics",
+    ),
+    (
+        "hub_subscribe_1k",
+        "hub: <count> times subscribe to a new topic and leave, beside 1,000 topics",
+    ),
+    (
+        "hub_subscribe_10k",
+        "hub: the same beside 10,000 topics",
+    ),
+    (
+        "hub_subscribe_100k",
+        "hub: the same beside 100,000 topics",
     ),
     (
         "fanout1000_hub",
@@ -253,6 +278,21 @@ fn run(workload: &str, count: usize) -> bool {
                 _ => "axum",
             };
             black_box(paused_runtime().block_on(idle_many(kind, 1000, count)));
+        }
+        "hub_publish_1k" | "hub_publish_10k" | "hub_publish_100k" | "hub_subscribe_1k"
+        | "hub_subscribe_10k" | "hub_subscribe_100k" => {
+            let (op, size) = workload[4..].split_once('_').unwrap_or(("publish", "1k"));
+            let op = if op == "publish" {
+                "publish"
+            } else {
+                "subscribe"
+            };
+            let topics = match size {
+                "1k" => 1_000,
+                "10k" => 10_000,
+                _ => 100_000,
+            };
+            black_box(hub_topics(op, topics, count));
         }
         "fanout1000_hub" => {
             black_box(runtime().block_on(fanout("hub", 1000, count)));

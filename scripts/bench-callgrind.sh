@@ -93,6 +93,11 @@ for w in fanout1000_hub fanout1000_axum; do
   per_event[$w]=$(awk -v x="${per_event[$w]}" 'BEGIN { printf "%.1f", x / 1000 }')
 done
 
+echo "== hub with 1k, 10k and 100k topics of one subscriber each: N=5000 operations (O(1): the rows of each op stay level)"
+for w in hub_publish_1k hub_publish_10k hub_publish_100k hub_subscribe_1k hub_subscribe_10k hub_subscribe_100k; do
+  measure "$w" 5000
+done
+
 echo "== idle, 1000 streams on their own tasks: N=20 heartbeats each (per-heartbeat figure = Ir / 1000)"
 for w in idle1000_timer idle1000_ticker idle1000_axum; do
   measure "$w" 20

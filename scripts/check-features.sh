@@ -19,4 +19,4 @@ grep -q '^tower-sse = { path = "."' "$copy/Cargo.toml" || {
 sed -i '/^tower-sse = { path = "."/d' "$copy/Cargo.toml"
 target=$(realpath -m "${CARGO_TARGET_DIR:-target}")/features
 cd "$copy"
-cargo hack --each-feature --exclude-all-features --package tower-sse check --all-targets --quiet --target-dir "$target"
+cargo hack --each-feature --exclude-all-features --package tower-sse check --all-targets --keep-going --quiet --target-dir "$target"

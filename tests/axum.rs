@@ -1,6 +1,7 @@
 //! tower-sse inside axum 0.8: the layer on a route, `IntoResponse` alone, the
 //! `Option<LastEventId>` extractor, and non-SSE routes untouched; read with
 //! `test_util::SseReader`.
+#![cfg(all(feature = "axum", feature = "test-util"))]
 
 use std::{convert::Infallible, net::SocketAddr, time::Duration};
 

@@ -7,7 +7,7 @@
 //!
 //! Needs root and iproute2 (scripts/test.sh installs it); fails, never skips, without
 //! them. Run with `--nocapture` to see the figures.
-
+#![cfg(feature = "server")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{

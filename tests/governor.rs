@@ -3,6 +3,7 @@
 //! which is the README's example word for word (checked here), served by
 //! `axum::serve` with `ConnectInfo`. Both turn a client away with the shed answer (200,
 //! `retry:`, end), never a `429` that `EventSource` would take as fatal.
+#![cfg(feature = "test-util")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;

@@ -1,6 +1,7 @@
 //! Heartbeats: over a real socket (counts and order only, never elapsed times) and
 //! in process on tokio's paused clock (exact virtual times), read there with
 //! `test_util::SseReader`.
+#![cfg(feature = "test-util")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;

@@ -5,6 +5,7 @@
 //!
 //! Ids: the hub numbers each topic's events `0, 1, 2, …`, so the ids a client sees
 //! are the order of publication.
+#![cfg(feature = "hub")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;

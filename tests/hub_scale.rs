@@ -5,6 +5,7 @@
 //! Heap bytes are counted by a counting global allocator (`stats_alloc`), which is
 //! exact and independent of timing and of the allocator's caching. It counts every
 //! thread, so the tests here take turns (`ONE_AT_A_TIME`).
+#![cfg(feature = "hub")]
 
 use std::{alloc::System, future::Future, sync::Mutex, time::Duration};
 

@@ -4,7 +4,7 @@
 //! others; ids that are malformed, too long or of another topic list resume as
 //! unknown. The stream is read as a client reads it: its bytes parsed by
 //! eventsource-stream.
-
+#![cfg(feature = "hub")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;

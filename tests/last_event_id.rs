@@ -1,5 +1,6 @@
 //! The `Last-Event-ID` request header reaches the handler, and clients can resume
 //! (read with `test_util::SseReader`, whose `reconnect` sends the header).
+#![cfg(feature = "test-util")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;

@@ -1,7 +1,7 @@
 //! `tower_sse::metrics` seen through a recorder (metrics-util's `DebuggingRecorder`,
 //! installed for the test's thread): the exact values after a known traffic pattern,
 //! labels that keep two layers apart, and a `topic` label that stays bounded.
-
+#![cfg(all(feature = "metrics", feature = "hub"))]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{collections::BTreeMap, convert::Infallible, time::Duration};

@@ -8,7 +8,7 @@
 //!
 //! Two [`Hub`]s in one process stand for two instances sharing one Redis, each behind
 //! an [`SseLayer`] on its own HTTP server, read by a raw SSE client over reqwest.
-
+#![cfg(feature = "redis")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;

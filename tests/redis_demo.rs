@@ -6,7 +6,7 @@
 //! `scripts/test.sh`; `REDIS_SERVER_BIN` names another binary) on a free loopback
 //! port, builds the example with `cargo build --example demo --features redis` in the
 //! profile of this test binary, and starts it twice with `REDIS_URL` set.
-
+#![cfg(feature = "redis")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;

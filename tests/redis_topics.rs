@@ -3,7 +3,7 @@
 //! Debian's): the id a client last saw resumes every topic exactly on another instance
 //! (two hubs on one Redis), and across a Redis restart. Streams are read as a client
 //! reads them: their bytes parsed by eventsource-stream.
-
+#![cfg(feature = "redis")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;

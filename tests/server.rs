@@ -1,7 +1,7 @@
 //! `tower_sse::server::Server` over real sockets on 127.0.0.1: the request timeout
 //! (silent connections closed, slow bodies answered 408), the connection cap and its
 //! immediate answers, graceful shutdown, and the socket options it sets.
-
+#![cfg(feature = "server")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;

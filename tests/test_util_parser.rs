@@ -10,6 +10,7 @@
 //! eventsource-stream never finishes a line whose `\r` is the stream's last byte, and
 //! start without a BOM, because eventsource-stream 0.2.3 panics on one (it slices the
 //! 3-byte U+FEFF at byte 1); the reader's BOM handling is tested in its unit tests.
+#![cfg(feature = "test-util")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;

@@ -2,6 +2,7 @@
 //! `Routes` as an axum `Router`, merged with an SSE route under `SseLayer`, served by
 //! `axum::serve` (HTTP/1.1 and h2c). Real clients: tonic's `Channel` with the generated
 //! `grpc.health.v1` client, reqwest + eventsource-stream for SSE.
+#![cfg(feature = "axum")]
 
 use std::{
     convert::Infallible,

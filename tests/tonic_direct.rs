@@ -3,6 +3,7 @@
 //! served by `tower_sse::server::Server`. Real clients on the one port: tonic's
 //! `Channel` with the generated `grpc.health.v1` client, and reqwest (HTTP/1.1 and
 //! h2c) read by `test_util::SseReader`.
+#![cfg(all(feature = "server", feature = "test-util"))]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;

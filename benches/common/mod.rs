@@ -607,3 +607,29 @@ pub(crate) fn data_event_sanity_check() {
     }));
     assert_eq!(got.bytes, want);
 }
+
+/// `count` hub operations with `topics` topics of one subscriber each already in the
+/// hub: `"publish"` publishes to existing topics spread over all of them, `"subscribe"`
+/// subscribes to a new topic and leaves it. Returns the operations done.
+pub(crate) fn hub_topics(op: &'static str, topics: usize, count: usize) -> usize {
+    runtime().block_on(async {
+        let hub = tower_sse::hub::Hub::new();
+        let names: Vec<String> = (0..topics).map(|i| format!("user:{i:06}")).collect();
+        let mut subs = Vec::with_capacity(topics);
+        for name in &names {
+            subs.push(hub.subscribe(name, None).await);
+        }
+        for k in 0..count {
+            if op == "publish" {
+                let topic = &names[(k * 7919) % topics];
+                let published = hub.publish(topic, Event::new().data("hello")).await;
+                std::hint::black_box(published.is_ok());
+            } else {
+                let topic = format!("new:{k:09}");
+                drop(std::hint::black_box(hub.subscribe(&topic, None).await));
+            }
+        }
+        drop(subs);
+        count
+    })
+}
