@@ -98,13 +98,17 @@
 //!
 //! ```no_run
 //! # #[cfg(feature = "tls")]
-//! # async fn run<S>(app: S) -> Result<(), Box<dyn std::error::Error>>
-//! # where
-//! #     S: tower_service::Service<http::Request<tower_sse::server::RequestBody>, Response = http::Response<tower_sse::SseBody>, Error = std::convert::Infallible> + Clone + Send + 'static,
-//! #     S::Future: Send + 'static,
-//! # {
-//! use tower_sse::server::{tls_config_from_pem, Server};
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::convert::Infallible;
 //!
+//! use tower::ServiceBuilder;
+//! use tower_sse::{server::{tls_config_from_pem, Server}, Event, SseLayer, SseResponse};
+//!
+//! let app = ServiceBuilder::new().layer(SseLayer::new()).service_fn(|_req| async {
+//!     let hello = tokio_stream::iter([Ok::<_, Infallible>(Event::new().data("hello"))]);
+//!     Ok::<_, Infallible>(SseResponse::new(hello))
+//! });
 //! let server = Server::bind("0.0.0.0:8443")
 //!     .await?
 //!     .tls(tls_config_from_pem("/etc/tls/fullchain.pem", "/etc/tls/key.pem")?);
@@ -113,6 +117,8 @@
 //!     .serve(app, async { tokio::signal::ctrl_c().await.unwrap_or(()) })
 //!     .await?;
 //! # Ok(()) }
+//! # #[cfg(not(feature = "tls"))]
+//! # fn main() {}
 //! ```
 //!
 //! Without the feature, put a TLS-terminating proxy in front.
