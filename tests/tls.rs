@@ -84,7 +84,8 @@ impl Drop for SelfSigned {
 }
 
 /// A [`Server`] with TLS on `127.0.0.1:0` in a task: `/ticks` (an endless `tick` every
-/// 20 ms, ids 1, 2, …) and anything else `200 ok`. Counts accepted connections.
+/// 20 ms, ids 1, 2, …) and anything else `200 ok`. Counts accepted connections; at
+/// shutdown the streams end with `retry: 1000`.
 struct Running {
     addr: SocketAddr,
     accepted: Arc<AtomicUsize>,
@@ -99,19 +100,23 @@ impl Running {
         let config = tls_config_from_pem(cert.cert_path(), cert.key_path()).unwrap();
         let accepted = Arc::new(AtomicUsize::new(0));
         let count = accepted.clone();
+        let sse = SseLayer::new();
         let server = Server::bind("127.0.0.1:0")
             .await
             .unwrap()
+            .streams(
+                sse.shutdown_handle(),
+                Event::new().retry(Duration::from_millis(1000)),
+            )
             .tls(config)
             .on_accept(move |_| {
                 count.fetch_add(1, Ordering::SeqCst);
             });
         let server = configure(server);
         let addr = server.local_addr().unwrap();
-        let app =
-            SseLayer::new().layer(tower::service_fn(|req: Request<RequestBody>| async move {
-                Ok::<_, Infallible>(route(&req))
-            }));
+        let app = sse.layer(tower::service_fn(|req: Request<RequestBody>| async move {
+            Ok::<_, Infallible>(route(&req))
+        }));
         let (stop, stopped) = oneshot::channel::<()>();
         let done = tokio::spawn(server.serve(app, async {
             let _ = stopped.await;
@@ -435,4 +440,64 @@ fn the_pem_loader_names_the_file_and_what_is_wrong() {
         config.alpn_protocols,
         [b"h2".to_vec(), b"http/1.1".to_vec()]
     );
+}
+
+#[tokio::test]
+async fn graceful_shutdown_ends_the_streams_of_both_protocols() {
+    let server = Running::start("shutdown", |s| s).await;
+    let mut h2 = h2_client(server.connect(&[b"h2"]).await).await;
+    let mut h1 = h1_client(server.connect(&[b"http/1.1"]).await).await;
+    let h2_res = within("response", h2.send_request(get("/ticks"))).await;
+    let h1_res = within("response", h1.send_request(get("/ticks"))).await;
+    let mut bodies = Vec::new();
+    for res in [h2_res, h1_res] {
+        let mut body = res.unwrap().into_body();
+        let first = within("the first frame", body.frame())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(first.into_data().unwrap().starts_with(b"id: 1\n"));
+        bodies.push(body);
+    }
+    server.stop().await;
+    for body in bodies {
+        // The rest of the ticks, then the shutdown's `retry: 1000`, then a clean end.
+        let rest = within("the end of the stream", body.collect())
+            .await
+            .unwrap();
+        let text = String::from_utf8(rest.to_bytes().to_vec()).unwrap();
+        let blocks = support::wire::blocks(&text);
+        let last = *blocks.last().unwrap();
+        assert_eq!(last, "retry: 1000", "{text:?}");
+        let before = &blocks[..blocks.len() - 1];
+        assert!(before.iter().all(|b| b.contains("event: tick")), "{text:?}");
+    }
+}
+
+#[tokio::test]
+async fn the_demo_refuses_half_a_tls_configuration_and_names_a_bad_file() {
+    let bin = support::demo::demo_binary();
+    let run = |env: &[(&str, &str)]| {
+        let out = std::process::Command::new(bin)
+            .env("HOST", "127.0.0.1")
+            .env("PORT", "0")
+            .env_remove("TLS_CERT")
+            .env_remove("TLS_KEY")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{out:?}");
+        assert!(out.stdout.is_empty(), "no listening line: {out:?}");
+        String::from_utf8(out.stderr).unwrap()
+    };
+    let cert = SelfSigned::new("demo");
+    let cert_path = cert.cert_path();
+    let err = run(&[("TLS_CERT", cert_path.to_str().unwrap())]);
+    assert!(err.contains("TLS_CERT and TLS_KEY go together"), "{err}");
+    let missing = cert.dir.join("missing-key.pem");
+    let err = run(&[
+        ("TLS_CERT", cert_path.to_str().unwrap()),
+        ("TLS_KEY", missing.to_str().unwrap()),
+    ]);
+    assert!(err.contains(missing.to_str().unwrap()), "{err}");
 }
