@@ -80,6 +80,7 @@
 //! | `server` | [`server::Server`]: serves a tower service over hyper (HTTP/1.1 and h2c) with timeouts, a connection cap, socket options and graceful shutdown |
 //! | `redis` | [`hub::RedisBackplane`], [`Hub::redis`](hub::Hub::redis): the hub across instances on Redis Streams (Rust 1.88, the `redis` crate's) |
 //! | `metrics` | [`metrics`]: the layer's and the hub's counters, gauges and stream-lifetime histogram through the `metrics` facade |
+//! | `tls` | [`Server::tls`](server::Server::tls) (implies `server`): HTTPS with rustls (`ring`), HTTP/2 and HTTP/1.1 by ALPN; [`server::tls_config_from_pem`] |
 
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]

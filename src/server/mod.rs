@@ -165,16 +165,18 @@ mod tls;
 
 pub use self::body::{BodyError, RequestBody};
 #[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub use self::tls::{tls_config_from_pem, PemError, TlsError, ALPN_PROTOCOLS};
 /// The rustls this crate's [`Server::tls`] takes a configuration of (feature `tls`).
 #[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub use rustls;
 
 /// A hook run on each accepted socket.
 type OnAccept = Arc<dyn Fn(&TcpStream) + Send + Sync>;
 
-/// Serves a tower service over HTTP/1.1 and h2c; see the [module docs](self) for what
-/// it does and its defaults.
+/// Serves a tower service over HTTP/1.1 and h2c, or HTTPS with feature `tls`
+/// ([`Server::tls`]); see the [module docs](self) for what it does and its defaults.
 ///
 /// ```no_run
 /// # async fn run() -> std::io::Result<()> {

@@ -216,6 +216,7 @@ impl Server {
     /// println!("listening on https://{}", server.local_addr()?);
     /// # Ok(()) }
     /// ```
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub fn tls(mut self, config: impl Into<Arc<ServerConfig>>) -> Self {
         let mut config = config.into();
         if config.alpn_protocols.is_empty() {
