@@ -199,11 +199,13 @@ impl StdError for TlsError {
 
 impl Server {
     /// Serves HTTPS with `config`: each connection's TLS handshake must be done within
-    /// the [request timeout](Server::request_timeout) (else it is closed), and counts
-    /// against [`max_connections`](Server::max_connections) from its start; ALPN then
-    /// picks HTTP/2 (`h2`, with the server's HTTP/2 settings) or HTTP/1.1 (`http/1.1`,
-    /// or no ALPN). A configuration without ALPN protocols gets [`ALPN_PROTOCOLS`].
-    /// A failed handshake is logged at `debug` and closes that connection only.
+    /// the [request timeout](Server::request_timeout) (else it is closed), then its
+    /// first request head within another; it counts against
+    /// [`max_connections`](Server::max_connections) from its start (past the cap, the
+    /// immediate answer is sent over TLS too). ALPN then picks HTTP/2 (`h2`, with the
+    /// server's HTTP/2 settings) or HTTP/1.1 (`http/1.1`, or no ALPN). A configuration
+    /// without ALPN protocols gets [`ALPN_PROTOCOLS`]. A failed handshake is logged at
+    /// `debug` and closes that connection only.
     ///
     /// ```no_run
     /// # #[tokio::main(flavor = "current_thread")]
