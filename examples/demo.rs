@@ -24,7 +24,7 @@
 //! | `POST /publish` | publishes the UTF-8 body (at most 1 MiB) to `/fanout`, 204 |
 //! | `GET /fanout?topic=A&topic=B…` | topics A, B, … on one stream, `event: <topic>`, one resumable id |
 //! | `POST /publish?topic=A` | publishes the body to topic A, 204 |
-//! | `GET /metrics` | the layer's and the hub's metrics in Prometheus text |
+//! | `GET /metrics` | the layer's and the hub's metrics in Prometheus text, and `demo_connections_accepted_total` |
 //! | `GET /fanout?…&pane=P` | the same stream, which `POST /cut?pane=P` can end (the page's "cut" button; not in the contract) |
 //! | `POST /cut?pane=P` | ends the open `/fanout` streams of pane P as a network cut would, 204 (none open: 404) |
 //!
@@ -39,6 +39,8 @@
 //! send a request head, a request its whole body, else `408`), `MAX_CONNECTIONS`
 //! (default: the open-files limit minus 128; past it an SSE request gets a `retry:` and
 //! the end, any other a `503`). The server is [`Server`] (the crate's `server` feature).
+//! With `TLS_CERT` and `TLS_KEY` (PEM file paths) it serves HTTPS instead, HTTP/2 and
+//! HTTP/1.1 by ALPN (the crate's `tls` feature), and prints `listening on https://…`.
 //! SIGINT or SIGTERM ends every open stream (with a `retry: 1000` hint) and exits.
 //!
 //! # Structure
@@ -80,7 +82,7 @@ use tokio_stream::Stream;
 use tower::Layer as _;
 use tower_sse::{
     hub::{History, Hub, Lag, MultiSubscription, Resume, Subscription},
-    server::{RequestBody, Server},
+    server::{tls_config_from_pem, RequestBody, Server},
     BoxError, BufferLimits, Event, Heartbeat, LastEventId, Message, Overflow, SseLayer,
     SseResponse,
 };
@@ -123,6 +125,9 @@ const MAX_DISCARD_BYTES: usize = 4 << 20;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 const PAGE: &str = include_str!("demo_page.html");
+
+/// The counter of accepted connections in `/metrics`.
+const CONNECTIONS_METRIC: &str = "demo_connections_accepted_total";
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
@@ -181,9 +186,13 @@ async fn main() -> Result<(), BoxError> {
         let max = env_number("MAX_CONNECTIONS", 0, u32::MAX.into())?;
         server = server.max_connections(usize::try_from(max)?);
     }
+    let (server, scheme) = with_tls(server)?;
+    // Every accepted connection, counted (`/metrics`): ten `EventSource`s over HTTPS
+    // share one HTTP/2 connection, over HTTP/1.1 they need ten.
+    let server = server.on_accept(|_| metrics::counter!(CONNECTIONS_METRIC).increment(1));
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
-    println!("listening on http://{}", server.local_addr()?);
+    println!("listening on {scheme}://{}", server.local_addr()?);
     io::stdout().flush()?;
     let stop = async move {
         tokio::select! {
@@ -193,6 +202,16 @@ async fn main() -> Result<(), BoxError> {
     };
     server.serve(app, stop).await?;
     Ok(())
+}
+
+/// With `TLS_CERT` and `TLS_KEY` (PEM file paths; both or neither), HTTPS: HTTP/2 and
+/// HTTP/1.1 offered by ALPN. Returns the server and its URL scheme.
+fn with_tls(server: Server) -> Result<(Server, &'static str), BoxError> {
+    match (std::env::var_os("TLS_CERT"), std::env::var_os("TLS_KEY")) {
+        (Some(cert), Some(key)) => Ok((server.tls(tls_config_from_pem(cert, key)?), "https")),
+        (None, None) => Ok((server, "http")),
+        _ => Err("TLS_CERT and TLS_KEY go together: set both (PEM file paths) or neither".into()),
+    }
 }
 
 /// `MAX_STREAMS` and `MAX_STREAMS_PER_CLIENT` (per IP address), when set: past

@@ -26,6 +26,8 @@ python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 # tests/dead_peer.rs puts a client in a network namespace (`ip netns`, veth) and needs
 # root and iproute2; it fails without them.
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+# tests/browser/tls.test.mjs makes its self-signed certificate with the openssl CLI.
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "installing ${need_apt[*]} (apt)"
   export DEBIAN_FRONTEND=noninteractive

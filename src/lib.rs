@@ -81,6 +81,7 @@
 //! | `redis` | [`hub::RedisBackplane`], [`Hub::redis`](hub::Hub::redis): the hub across instances on Redis Streams (Rust 1.88, the `redis` crate's) |
 //! | `metrics` | [`metrics`]: the layer's and the hub's counters, gauges and stream-lifetime histogram through the `metrics` facade |
 //! | `test-util` | [`test_util`]: [`SseReader`](test_util::SseReader) reads an SSE response in tests as `EventSource` parses it, heartbeats and `Last-Event-ID` included, on tokio's paused clock |
+//! | `tls` | [`Server::tls`](server::Server::tls) (implies `server`): HTTPS with rustls (`ring`), HTTP/2 and HTTP/1.1 by ALPN; [`server::tls_config_from_pem`] |
 
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]

@@ -1,5 +1,6 @@
 //! A small production server: a tower service (with [`SseLayer`](crate::SseLayer))
-//! served over hyper, HTTP/1.1 and HTTP/2 (h2c) on one port. Feature `server`.
+//! served over hyper, HTTP/1.1 and HTTP/2 (h2c) on one port, or HTTPS with feature
+//! `tls` (see [TLS](#tls)). Feature `server`.
 //!
 //! ```no_run
 //! use std::{convert::Infallible, time::Duration};
@@ -86,9 +87,41 @@
 //!
 //! # TLS
 //!
-//! Not built in yet: put a TLS-terminating proxy in front, or serve with hyper-util
-//! yourself (the same settings are [`hyper_util::server::conn::auto::Builder`] calls and
-//! `socket2` options, as this module's source shows).
+//! With feature `tls`, [`Server::tls`] serves HTTPS with a rustls configuration
+//! (`tls_config_from_pem` loads one from PEM files), offering HTTP/2 and HTTP/1.1 by
+//! ALPN. Browsers speak HTTP/2 only over TLS, and over HTTP/1.1 they open at most six
+//! connections per origin: a page with more than six `EventSource`s stalls unless it is
+//! served over HTTPS (HTTP/2 carries them all on one connection, up to
+//! [`http2_max_concurrent_streams`](Server::http2_max_concurrent_streams)). The TLS
+//! handshake must be done within the request timeout and counts against
+//! `max_connections`; every other setting above applies as it is.
+//!
+//! ```no_run
+//! # #[cfg(feature = "tls")]
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::convert::Infallible;
+//!
+//! use tower::ServiceBuilder;
+//! use tower_sse::{server::{tls_config_from_pem, Server}, Event, SseLayer, SseResponse};
+//!
+//! let app = ServiceBuilder::new().layer(SseLayer::new()).service_fn(|_req| async {
+//!     let hello = tokio_stream::iter([Ok::<_, Infallible>(Event::new().data("hello"))]);
+//!     Ok::<_, Infallible>(SseResponse::new(hello))
+//! });
+//! let server = Server::bind("0.0.0.0:8443")
+//!     .await?
+//!     .tls(tls_config_from_pem("/etc/tls/fullchain.pem", "/etc/tls/key.pem")?);
+//! println!("listening on https://{}", server.local_addr()?);
+//! server
+//!     .serve(app, async { tokio::signal::ctrl_c().await.unwrap_or(()) })
+//!     .await?;
+//! # Ok(()) }
+//! # #[cfg(not(feature = "tls"))]
+//! # fn main() {}
+//! ```
+//!
+//! Without the feature, put a TLS-terminating proxy in front.
 
 use std::{
     fmt,
@@ -127,14 +160,23 @@ mod service;
 mod settings;
 mod shed;
 mod socket;
+#[cfg(feature = "tls")]
+mod tls;
 
 pub use self::body::{BodyError, RequestBody};
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+pub use self::tls::{tls_config_from_pem, PemError, TlsError, ALPN_PROTOCOLS};
+/// The rustls this crate's [`Server::tls`] takes a configuration of (feature `tls`).
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+pub use rustls;
 
 /// A hook run on each accepted socket.
 type OnAccept = Arc<dyn Fn(&TcpStream) + Send + Sync>;
 
-/// Serves a tower service over HTTP/1.1 and h2c; see the [module docs](self) for what
-/// it does and its defaults.
+/// Serves a tower service over HTTP/1.1 and h2c, or HTTPS with feature `tls`
+/// ([`Server::tls`]); see the [module docs](self) for what it does and its defaults.
 ///
 /// ```no_run
 /// # async fn run() -> std::io::Result<()> {
@@ -152,6 +194,8 @@ pub struct Server {
     settings: Settings,
     streams: Option<(ShutdownHandle, Event)>,
     on_accept: Option<OnAccept>,
+    #[cfg(feature = "tls")]
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Server {
@@ -179,6 +223,8 @@ impl Server {
             settings: Settings::default(),
             streams: None,
             on_accept: None,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 
@@ -434,6 +480,8 @@ struct Shared<S> {
     connections: Arc<Semaphore>,
     shed: Arc<Semaphore>,
     phase: watch::Sender<Phase>,
+    #[cfg(feature = "tls")]
+    tls: Option<Arc<tls::Tls>>,
 }
 
 impl Server {
@@ -458,9 +506,14 @@ impl Server {
             settings,
             streams,
             on_accept,
+            #[cfg(feature = "tls")]
+            tls,
         } = self;
+        let http = http_builder(&settings);
         let shared = Shared {
-            http: http_builder(&settings),
+            #[cfg(feature = "tls")]
+            tls: tls.map(|config| Arc::new(tls::Tls::new(config, &http))),
+            http,
             connections: Arc::new(Semaphore::new(settings.max_connections)),
             shed: Arc::new(Semaphore::new(SHED_SLOTS)),
             phase: watch::channel(Phase::Running).0,
@@ -515,44 +568,44 @@ where
     /// answer past it, or not at all past the shed answers' slots.
     fn dispatch(&self, tcp: TcpStream) {
         if let Ok(permit) = self.connections.clone().try_acquire_owned() {
-            let peer = tcp.peer_addr().ok();
-            self.serve_connection(TokioIo::new(tcp), peer, permit);
+            self.serve_connection(tcp, permit);
         } else if let Ok(permit) = self.shed.clone().try_acquire_owned() {
-            self.shed_connection(TokioIo::new(tcp), permit);
+            self.shed_connection(tcp, permit);
         }
     }
 
-    /// The seam for another transport (TLS): any I/O that hyper can serve. The
-    /// client's address (`peer`) goes into every request's extensions, as a
-    /// `SocketAddr` ([`limit::client_ip`](crate::limit::client_ip) reads it).
-    fn serve_connection<I>(&self, io: I, peer: Option<SocketAddr>, permit: OwnedSemaphorePermit)
-    where
-        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-    {
+    /// Serves the service on `tcp`. The client's address goes into every request's
+    /// extensions, as a `SocketAddr` ([`limit::client_ip`](crate::limit::client_ip)
+    /// reads it).
+    fn serve_connection(&self, tcp: TcpStream, permit: OwnedSemaphorePermit) {
         let started = Arc::new(AtomicBool::new(false));
         let adapter = Adapter::new(
             self.service.clone(),
             self.settings.request_timeout,
             started.clone(),
-            peer,
+            tcp.peer_addr().ok(),
         );
-        let conn = self.http.serve_connection(io, adapter).into_owned();
-        let watch = Watch {
-            started,
-            head_timeout: self.settings.request_timeout,
-            phase: self.phase.subscribe(),
-            answered: None,
-        };
+        let watch = self.watch(started, None);
+        #[cfg(feature = "tls")]
+        if let Some(tls) = self.tls.clone() {
+            tokio::spawn(async move {
+                let mut watch = watch;
+                if let Some((io, http)) = tls.accept(tcp, &mut watch).await {
+                    conn::drive(http.serve_connection(io, adapter).into_owned(), watch).await;
+                }
+                drop(permit);
+            });
+            return;
+        }
+        let conn = self.http.serve_connection(TokioIo::new(tcp), adapter);
+        let conn = conn.into_owned();
         tokio::spawn(async move {
             conn::drive(conn, watch).await;
             drop(permit);
         });
     }
 
-    fn shed_connection<I>(&self, io: I, permit: OwnedSemaphorePermit)
-    where
-        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-    {
+    fn shed_connection(&self, tcp: TcpStream, permit: OwnedSemaphorePermit) {
         let answered = Arc::new(Notify::new());
         let notify = answered.clone();
         let retry = self.settings.shed_retry;
@@ -560,17 +613,35 @@ where
             notify.notify_one();
             std::future::ready(Ok::<_, std::convert::Infallible>(shed::answer(&req, retry)))
         });
-        let conn = self.http.serve_connection(io, service).into_owned();
-        let watch = Watch {
-            started: Arc::new(AtomicBool::new(false)),
-            head_timeout: self.settings.request_timeout,
-            phase: self.phase.subscribe(),
-            answered: Some(answered),
-        };
+        let watch = self.watch(Arc::new(AtomicBool::new(false)), Some(answered));
+        #[cfg(feature = "tls")]
+        if let Some(tls) = self.tls.clone() {
+            tokio::spawn(async move {
+                let mut watch = watch;
+                if let Some((io, http)) = tls.accept(tcp, &mut watch).await {
+                    conn::drive(http.serve_connection(io, service).into_owned(), watch).await;
+                }
+                drop(permit);
+            });
+            return;
+        }
+        let conn = self.http.serve_connection(TokioIo::new(tcp), service);
+        let conn = conn.into_owned();
         tokio::spawn(async move {
             conn::drive(conn, watch).await;
             drop(permit);
         });
+    }
+
+    /// What a connection's task watches: `started` (set by its service at the first
+    /// request head), the head deadline, the server's phase, and `answered` past the cap.
+    fn watch(&self, started: Arc<AtomicBool>, answered: Option<Arc<Notify>>) -> Watch {
+        Watch {
+            started,
+            head_timeout: self.settings.request_timeout,
+            phase: self.phase.subscribe(),
+            answered,
+        }
     }
 }
 

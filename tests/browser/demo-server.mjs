@@ -1,6 +1,7 @@
 // Starts the crate's demo server (examples/demo.rs) for one test file: the binary named
 // by DEMO_BIN (scripts/test.sh builds it and sets it), on a free port (PORT=0), and
-// waits for its `listening on http://127.0.0.1:PORT` line. Fails loudly when DEMO_BIN is
+// waits for its `listening on http://127.0.0.1:PORT` line (`https://` with TLS_CERT and
+// TLS_KEY in `env`). Fails loudly when DEMO_BIN is
 // unset or missing: these tests never skip.
 import { spawn } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
@@ -37,7 +38,7 @@ export async function startDemo({ timeoutMs = 20_000, env = {} } = {}) {
     }, timeoutMs);
     const onData = (chunk) => {
       output += chunk;
-      const m = /listening on (http:\/\/127\.0\.0\.1:(\d+))/.exec(output);
+      const m = /listening on (https?:\/\/127\.0\.0\.1:(\d+))/.exec(output);
       if (m && Number(m[2]) > 0) {
         clearTimeout(timer);
         resolve(m[1]);

@@ -33,6 +33,22 @@ pub(crate) fn demo_binary() -> &'static Path {
             .expect("profile directory name");
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut build = std::process::Command::new(cargo);
+        // Without the variables `cargo test` sets for this test (the package's), which
+        // build scripts (ring's) track: with them the dependencies would be rebuilt here
+        // and again by the next plain `cargo build`.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if name.starts_with("CARGO_PKG_")
+                || [
+                    "CARGO_MANIFEST_DIR",
+                    "CARGO_MANIFEST_PATH",
+                    "CARGO_CRATE_NAME",
+                ]
+                .contains(&name.as_ref())
+            {
+                build.env_remove(name.as_ref());
+            }
+        }
         build
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .args(["build", "--quiet", "--example", "demo", "--target-dir"])
