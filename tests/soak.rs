@@ -521,7 +521,7 @@ async fn read_for(
 ) -> Result<(), String> {
     let until = Instant::now() + time;
     let mut read = 0;
-    while at_most.map_or(true, |n| read < n) {
+    while at_most.is_none_or(|n| read < n) {
         let left = until.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Ok(());

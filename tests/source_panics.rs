@@ -133,7 +133,11 @@ async fn panics_end_only_their_stream(layer: SseLayer, tag: &str) {
     let addr = serve(layer).await;
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let url = |n: usize| {
-        let kind = if n % PANICKY == 0 { "panic" } else { "ok" };
+        let kind = if n.is_multiple_of(PANICKY) {
+            "panic"
+        } else {
+            "ok"
+        };
         format!("http://{addr}/{kind}/{tag}/{n}")
     };
     let streams: Vec<_> = (0..STREAMS)

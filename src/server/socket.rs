@@ -109,7 +109,7 @@ impl Accept {
         }
         self.failures += 1;
         self.pause = (self.pause * 2).clamp(MIN_BACKOFF, MAX_BACKOFF);
-        if self.logged.map_or(true, |at| at.elapsed() >= LOG_EVERY) {
+        if self.logged.is_none_or(|at| at.elapsed() >= LOG_EVERY) {
             tracing::warn!(
                 failures = self.failures,
                 pause_ms = self.pause.as_millis() as u64,
