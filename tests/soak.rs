@@ -45,6 +45,7 @@
 //! The test runs itself in a child process with `MALLOC_ARENA_MAX=1`: with glibc's
 //! arena per thread, the resident size wanders by a few MiB from phase to phase, leak
 //! or not; with one arena it follows what the process holds.
+#![cfg(feature = "hub")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
