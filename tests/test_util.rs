@@ -3,7 +3,7 @@
 //! axum's `Router` in process, a hyper client and reqwest over a real socket, and the
 //! reconnect with `Last-Event-ID`; and what it reports when a body is not what a test
 //! expects.
-#![cfg(feature = "test-util")]
+#![cfg(all(feature = "test-util", feature = "axum"))]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
