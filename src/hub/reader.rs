@@ -44,6 +44,10 @@ async fn read_loop(
     ready: watch::Sender<bool>,
     start: Arc<OnceLock<Arc<str>>>,
 ) {
+    let _release = Release {
+        backplane: backplane.clone(),
+        topic: name.clone(),
+    };
     let mut backoff = Backoff::default();
     let mut after: Option<Arc<str>> = None;
     loop {
@@ -100,18 +104,30 @@ async fn read_loop(
     }
 }
 
+/// Tells the backplane when the reader stops (its task ends or is aborted).
+struct Release {
+    backplane: Arc<dyn Backplane>,
+    topic: Arc<str>,
+}
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        self.backplane.release(&self.topic);
+    }
+}
+
 /// Delays between failed reads: 50 ms doubling up to 2 s, each between half and all of
 /// that (jitter, so that many readers do not retry in step).
 #[derive(Default)]
-struct Backoff {
-    failures: u32,
+pub(crate) struct Backoff {
+    pub(crate) failures: u32,
 }
 
 impl Backoff {
     const FIRST: Duration = Duration::from_millis(50);
     const MAX: Duration = Duration::from_secs(2);
 
-    fn next(&mut self) -> Duration {
+    pub(crate) fn next(&mut self) -> Duration {
         let full = Self::FIRST
             .saturating_mul(1 << self.failures.min(16))
             .min(Self::MAX);
