@@ -12,7 +12,12 @@ mod mailbox;
 mod nodes;
 mod resp;
 
-use std::{fmt, pin::pin, sync::Arc, time::Duration};
+use std::{
+    fmt,
+    pin::pin,
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use ::redis::{Client, Cmd, ConnectionInfo, IntoConnectionInfo, Value};
 use bytes::Bytes;
@@ -52,7 +57,7 @@ return id";
 /// master). A topic's first local subscriber costs a `SUBSCRIBE` on it, its last one
 /// leaving an `UNSUBSCRIBE`: topics come and go without connecting.
 ///
-/// - **publish**: one script (`EVAL`) runs `XADD key MAXLEN ~ max_len * e <bytes>` and
+/// - **publish**: one script (`EVALSHA`) runs `XADD key MAXLEN ~ max_len * e <bytes>` and
 ///   `PUBLISH key <id>\n<bytes>` (`SPUBLISH` on a cluster) together. Redis gives the
 ///   id (`<ms>-<seq>`), which becomes the SSE `id` on every instance.
 /// - **read**: the channel is subscribed first; once Redis confirms, the stream is read
@@ -102,6 +107,15 @@ pub struct RedisBackplane {
     max_len: usize,
     timeout: Duration,
     block: Duration,
+    /// The SHA1 of [`PUBLISH`], once Redis has told it.
+    script_sha: OnceLock<String>,
+}
+
+/// Whether `err` is Redis's `NOSCRIPT` (the node does not have the script).
+fn is_no_script(err: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
+    err.downcast_ref::<::redis::RedisError>()
+        .and_then(::redis::RedisError::code)
+        == Some("NOSCRIPT")
 }
 
 impl RedisBackplane {
@@ -184,6 +198,7 @@ impl RedisBackplane {
             max_len: History::default().events,
             timeout: Duration::from_secs(2),
             block: Duration::from_secs(5),
+            script_sha: OnceLock::new(),
         }
     }
 
@@ -276,6 +291,42 @@ impl RedisBackplane {
         }
     }
 
+    /// The publish script on `key`'s node: `EVALSHA` once its SHA1 is known (`SCRIPT
+    /// LOAD` on the first publish), `EVAL` on a node that does not have it (restarted).
+    async fn run_publish(&self, key: &str, event: &[u8]) -> Result<Value, BoxError> {
+        let publish = if self.nodes.cluster {
+            "SPUBLISH"
+        } else {
+            "PUBLISH"
+        };
+        let with_args = |mut cmd: Cmd| {
+            cmd.arg(1)
+                .arg(key)
+                .arg(self.max_len)
+                .arg(event)
+                .arg(publish)
+                .arg(FIELD);
+            cmd
+        };
+        if let Some(sha) = self.script_sha.get() {
+            let cmd = with_args(::redis::cmd("EVALSHA").arg(sha).clone());
+            match self.nodes.query(key, &cmd, self.timeout).await {
+                Err(err) if is_no_script(&*err) => {}
+                answer => return answer,
+            }
+        } else {
+            let mut load = ::redis::cmd("SCRIPT");
+            load.arg("LOAD").arg(PUBLISH);
+            if let Ok(Value::BulkString(sha)) = self.nodes.query(key, &load, self.timeout).await {
+                let _ = self
+                    .script_sha
+                    .set(String::from_utf8_lossy(&sha).into_owned());
+            }
+        }
+        let cmd = with_args(::redis::cmd("EVAL").arg(PUBLISH).clone());
+        self.nodes.query(key, &cmd, self.timeout).await
+    }
+
     /// The mailbox of `key` (opened, its channel subscribed, if needed).
     async fn open(&self, key: &str) -> Result<(u64, Arc<Notify>), BoxError> {
         let index = match self.nodes.route(key) {
@@ -366,19 +417,8 @@ impl Backplane for RedisBackplane {
     ) -> BoxFuture<'a, Result<Arc<str>, BoxError>> {
         Box::pin(async move {
             let key = self.key(topic);
-            let mut cmd = ::redis::cmd("EVAL");
-            cmd.arg(PUBLISH)
-                .arg(1)
-                .arg(&key)
-                .arg(self.max_len)
-                .arg(&event[..])
-                .arg(if self.nodes.cluster {
-                    "SPUBLISH"
-                } else {
-                    "PUBLISH"
-                })
-                .arg(FIELD);
-            match self.query(&key, &cmd).await? {
+            let answer = tokio::time::timeout(self.timeout, self.run_publish(&key, &event)).await;
+            match answer.map_err(|_| timed_out(self.timeout))?? {
                 Value::BulkString(id) => Ok(String::from_utf8(id)?.into()),
                 Value::SimpleString(id) => Ok(id.into()),
                 other => Err(format!("publish script answered {other:?}").into()),

@@ -59,10 +59,8 @@ impl Node {
             }
         };
         let answer = cmd.query_async::<Value>(&mut conn).await;
-        if answer
-            .as_ref()
-            .is_err_and(|err| err.redirect_node().is_none())
-        {
+        // A broken connection, not an error answer (`MOVED`, `NOSCRIPT`).
+        if answer.as_ref().is_err_and(|err| !is_answer(err)) {
             *sync::lock(&self.conn) = None;
         }
         answer
@@ -167,9 +165,7 @@ impl Nodes {
             match tokio::time::timeout(timeout, node.query(cmd, timeout)).await {
                 Ok(Ok(value)) => return Ok(value),
                 Ok(Err(err)) => {
-                    let moved = err.redirect_node().is_some();
-                    if !self.cluster || !(moved || err.is_io_error() || err.is_connection_dropped())
-                    {
+                    if !self.cluster || (is_answer(&err) && !err.is_cluster_error()) {
                         return Err(err.into());
                     }
                     last_err = Some(err.into());
@@ -238,6 +234,11 @@ impl Nodes {
         topology.slots = slots;
         Ok(())
     }
+}
+
+/// `err` is Redis's answer (the connection is fine).
+fn is_answer(err: &::redis::RedisError) -> bool {
+    matches!(err.kind(), ::redis::ErrorKind::Server(_))
 }
 
 /// The ranges of a `CLUSTER SLOTS` answer with the address of their master (a master
