@@ -8,6 +8,9 @@
 //! one reader task per topic that has local subscribers: it reads the log from where it
 //! stopped and appends every record to the local history as `id: <id>\n` + the stored
 //! bytes, encoded once per instance; local subscribers read it there like any event.
+//! A reader task is cheap (it waits in [`Backplane::read`]); what a read costs the
+//! backplane is the backplane's business: [`RedisBackplane`](super::RedisBackplane)
+//! serves every topic of an instance from one Pub/Sub connection per Redis node.
 //! The reader starts with a topic's first local subscriber and stops when its last one
 //! is gone ([`Backplane::release`] then tells the backplane). When the backplane fails, the reader retries with a growing, jittered delay
 //! (50 ms up to 2 s) and resumes after the last record it saw, so nothing that reached
