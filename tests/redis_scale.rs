@@ -9,7 +9,8 @@
 //! cargo test --features redis --test redis_scale -- --ignored --nocapture
 //! ```
 //!
-//! knobs `SCALE_TOPICS` (10000), `SCALE_RATE` (publishes/s, 1000), `SCALE_SECS` (10).
+//! knobs `SCALE_TOPICS` (10000), `SCALE_RATE` (publishes/s, 1000), `SCALE_SECS` (10),
+//! `SCALE_CLUSTER` (set: on a 3-master Redis Cluster instead of one Redis).
 //! It asserts counts (every event delivered once, in order), never a duration.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -21,37 +22,87 @@ use std::{
     time::{Duration, Instant},
 };
 
-use futures_util::StreamExt as _;
+use futures_util::{future::join_all, StreamExt as _};
 use tower_sse::{
     hub::{Hub, Subscription},
     Event, Message,
 };
 
-use support::{redis_server::Redis, within, STEP};
+use support::{
+    redis_cluster::{Cluster, MASTERS},
+    redis_server::Redis,
+    within, STEP,
+};
 
-impl Redis {
-    async fn query<T: redis::FromRedisValue>(&self, args: &[&str]) -> T {
-        let client = redis::Client::open(self.url()).unwrap();
-        let mut conn = within("connect", client.get_multiplexed_async_connection())
-            .await
-            .unwrap();
-        let mut cmd = redis::cmd(args[0]);
-        for arg in &args[1..] {
-            cmd.arg(*arg);
+/// One command to the Redis at `url`, on a connection of its own.
+async fn query<T: redis::FromRedisValue>(url: &str, args: &[&str]) -> T {
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = within("connect", client.get_multiplexed_async_connection())
+        .await
+        .unwrap();
+    let mut cmd = redis::cmd(args[0]);
+    for arg in &args[1..] {
+        cmd.arg(*arg);
+    }
+    within("query", cmd.query_async(&mut conn)).await.unwrap()
+}
+
+/// Client connections the Redis at `url` has now, without the one asking.
+async fn connections(url: &str) -> usize {
+    let list: String = query(url, &["CLIENT", "LIST"]).await;
+    list.lines().count() - 1
+}
+
+/// The Redis nodes under test and their instances.
+enum Backend {
+    Single(Redis),
+    Cluster(Cluster),
+}
+
+impl Backend {
+    /// A cluster if `SCALE_CLUSTER` is set, else one Redis.
+    async fn start() -> Self {
+        if std::env::var_os("SCALE_CLUSTER").is_some() {
+            Self::Cluster(Cluster::start().await)
+        } else {
+            Self::Single(Redis::start().await)
         }
-        within("query", cmd.query_async(&mut conn)).await.unwrap()
     }
 
-    /// Client connections Redis has now, without the one asking (`CLIENT LIST`).
-    async fn connections(&self) -> usize {
-        let list: String = self.query(&["CLIENT", "LIST"]).await;
-        list.lines().count() - 1
+    fn urls(&self) -> Vec<String> {
+        match self {
+            Self::Single(redis) => vec![redis.url()],
+            Self::Cluster(cluster) => (0..MASTERS).map(|i| cluster.url(i)).collect(),
+        }
     }
 
-    /// Channels subscribed now (`PUBSUB NUMPAT` aside).
+    async fn hub(&self) -> Hub {
+        match self {
+            Self::Single(redis) => redis.hub().await,
+            Self::Cluster(cluster) => cluster.hub().await,
+        }
+    }
+
+    /// Connections on each node.
+    async fn connections(&self) -> Vec<usize> {
+        let mut counts = Vec::new();
+        for url in self.urls() {
+            counts.push(connections(&url).await);
+        }
+        counts
+    }
+
+    /// Channels subscribed on all nodes (sharded ones on a cluster).
     async fn channel_count(&self) -> usize {
-        let channels: Vec<String> = self.query(&["PUBSUB", "CHANNELS"]).await;
-        channels.len()
+        let what = match self {
+            Self::Single(_) => "CHANNELS",
+            Self::Cluster(_) => "SHARDCHANNELS",
+        };
+        let mut count = 0;
+        for url in self.urls() {
+            count += query::<Vec<String>>(&url, &["PUBSUB", what]).await.len();
+        }
+        count
     }
 
     async fn wait_channels(&self, expected: usize) {
@@ -68,6 +119,23 @@ impl Redis {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+
+    /// `used_cpu_sys` + `used_cpu_user` of `INFO cpu` of all nodes, in seconds.
+    async fn cpu(&self) -> f64 {
+        let mut total = 0.0;
+        for url in self.urls() {
+            let info: String = query(&url, &["INFO", "cpu"]).await;
+            total += info
+                .lines()
+                .filter_map(|line| {
+                    let (key, value) = line.trim().split_once(':')?;
+                    matches!(key, "used_cpu_sys" | "used_cpu_user")
+                        .then(|| value.parse::<f64>().ok())?
+                })
+                .sum::<f64>();
+        }
+        total
+    }
 }
 
 async fn next_data(sub: &mut Subscription) -> String {
@@ -81,10 +149,12 @@ async fn next_data(sub: &mut Subscription) -> String {
     }
 }
 
+/// Subscribes `user-0` … `user-{topics - 1}`, 500 at a time.
 async fn subscribe_all(hub: &Hub, topics: usize) -> Vec<Subscription> {
     let mut subs = Vec::with_capacity(topics);
-    for i in 0..topics {
-        subs.push(hub.subscribe(&format!("user-{i}"), None).await);
+    for chunk in (0..topics).collect::<Vec<_>>().chunks(500) {
+        let names: Vec<String> = chunk.iter().map(|i| format!("user-{i}")).collect();
+        subs.extend(join_all(names.iter().map(|topic| hub.subscribe(topic, None))).await);
     }
     subs
 }
@@ -92,7 +162,7 @@ async fn subscribe_all(hub: &Hub, topics: usize) -> Vec<Subscription> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_thousand_topics_on_two_connections() {
     const TOPICS: usize = 2000;
-    let redis = Redis::start().await;
+    let redis = Backend::Single(Redis::start().await);
     let hub = redis.hub().await;
     let started = Instant::now();
     let mut subs = within("subscribe", subscribe_all(&hub, TOPICS)).await;
@@ -105,7 +175,7 @@ async fn two_thousand_topics_on_two_connections() {
             .unwrap();
         assert_eq!(next_data(sub).await, topic);
     }
-    let open = redis.connections().await;
+    let open = redis.connections().await[0];
     eprintln!("{TOPICS} topics subscribed in {subscribed_in:?}: {open} redis connections");
     // One command connection and one Pub/Sub connection.
     assert!(open <= 4, "{open} connections for {TOPICS} topics");
@@ -115,7 +185,7 @@ async fn two_thousand_topics_on_two_connections() {
     // Topics come and go on the same connections.
     let again = subscribe_all(&hub, 100).await;
     redis.wait_channels(100).await;
-    assert!(redis.connections().await <= 4);
+    assert!(redis.connections().await[0] <= 4);
     drop(again);
     redis.wait_channels(0).await;
 }
@@ -133,24 +203,13 @@ fn quantile(samples: &[Duration], q: f64) -> Duration {
     samples[index.min(samples.len() - 1)]
 }
 
-/// `used_cpu_sys` + `used_cpu_user` of `INFO cpu`, in seconds.
-async fn redis_cpu(redis: &Redis) -> f64 {
-    let info: String = redis.query(&["INFO", "cpu"]).await;
-    info.lines()
-        .filter_map(|line| {
-            let (key, value) = line.trim().split_once(':')?;
-            matches!(key, "used_cpu_sys" | "used_cpu_user").then(|| value.parse::<f64>().ok())?
-        })
-        .sum()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement (BENCHMARKS.md): cargo test --test redis_scale -- --ignored --nocapture"]
 async fn scale_measurement() {
     let topics = knob("SCALE_TOPICS", 10_000) as usize;
     let rate = knob("SCALE_RATE", 1000).max(1);
     let secs = knob("SCALE_SECS", 10);
-    let redis = Redis::start().await;
+    let redis = Backend::start().await;
     let publisher = redis.hub().await;
     let subscriber = redis.hub().await;
     let started = Instant::now();
@@ -182,7 +241,7 @@ async fn scale_measurement() {
             sub
         }));
     }
-    let cpu_before = redis_cpu(&redis).await;
+    let cpu_before = redis.cpu().await;
     let mut tick = tokio::time::interval(Duration::from_secs(1) / u32::try_from(rate).unwrap());
     let mut publishes = Vec::with_capacity(total);
     for n in 0..total {
@@ -200,7 +259,7 @@ async fn scale_measurement() {
         within("publish", publish).await.unwrap();
     }
     let publish_secs = base.elapsed().as_secs_f64();
-    let cpu = redis_cpu(&redis).await - cpu_before;
+    let cpu = redis.cpu().await - cpu_before;
     let mut subs = Vec::new();
     for reader in readers {
         subs.push(within("every event delivered", reader).await.unwrap());
@@ -212,7 +271,8 @@ async fn scale_measurement() {
     eprintln!(
         "redis_scale: {topics} topics (subscribed in {subscribed_in:.2?}), {total} publishes \
          in {publish_secs:.1} s ({:.0}/s) from instance A to subscribers on instance B; \
-         redis connections (both instances): {connections} before, {connections_after} after; \
+         redis connections per node (both instances): {connections:?} before, \
+         {connections_after:?} after; \
          latency p50 {:.2?}, p90 {:.2?}, p99 {:.2?}, max {:.2?}; redis cpu {:.1} µs per publish",
         total as f64 / publish_secs,
         quantile(&latencies, 0.5),
