@@ -163,6 +163,8 @@ mod tests {
         fail: std::sync::atomic::AtomicBool,
         /// `read` calls so far.
         reads: std::sync::atomic::AtomicUsize,
+        /// Topics released, in order.
+        released: Mutex<Vec<String>>,
     }
 
     impl Memory {
@@ -243,6 +245,10 @@ mod tests {
                 Ok(known.then(|| self.after(n as u64, None)))
             })
         }
+
+        fn release(&self, topic: &str) {
+            self.released.lock().unwrap().push(topic.to_owned());
+        }
     }
 
     /// A backplane shared by several hubs of a test.
@@ -273,6 +279,9 @@ mod tests {
             id: &'a str,
         ) -> BoxFuture<'a, Result<Option<Vec<Record>>, BoxError>> {
             self.0.range(topic, id)
+        }
+        fn release(&self, topic: &str) {
+            Backplane::release(&*self.0, topic);
         }
     }
 
@@ -319,8 +328,11 @@ mod tests {
         let before = reads();
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert!(reads() > before, "reading while the topic has a subscriber");
+        assert!(backplane.0.released.lock().unwrap().is_empty());
         drop(second);
         tokio::time::sleep(Duration::from_millis(1)).await;
+        // The backplane hears of it (a Pub/Sub backplane unsubscribes).
+        assert_eq!(*backplane.0.released.lock().unwrap(), ["t"]);
         let after = reads();
         tokio::time::sleep(Duration::from_secs(10)).await;
         assert_eq!(reads(), after, "no read once the topic is gone");
