@@ -120,6 +120,26 @@ impl Backend {
         }
     }
 
+    /// `usec_per_call` of `EVALSHA` (the publish script) in `INFO commandstats`, on
+    /// each node.
+    async fn script_usec(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for url in self.urls() {
+            let info: String = query(&url, &["INFO", "commandstats"]).await;
+            let usec = info
+                .lines()
+                .find_map(|line| line.strip_prefix("cmdstat_evalsha:"))
+                .and_then(|stats| {
+                    stats
+                        .split(',')
+                        .find_map(|f| f.strip_prefix("usec_per_call="))
+                })
+                .unwrap_or("-");
+            out.push(usec.to_owned());
+        }
+        out
+    }
+
     /// `used_cpu_sys` + `used_cpu_user` of `INFO cpu` of all nodes, in seconds.
     async fn cpu(&self) -> f64 {
         let mut total = 0.0;
@@ -273,13 +293,15 @@ async fn scale_measurement() {
          in {publish_secs:.1} s ({:.0}/s) from instance A to subscribers on instance B; \
          redis connections per node (both instances): {connections:?} before, \
          {connections_after:?} after; \
-         latency p50 {:.2?}, p90 {:.2?}, p99 {:.2?}, max {:.2?}; redis cpu {:.1} µs per publish",
+         latency p50 {:.2?}, p90 {:.2?}, p99 {:.2?}, max {:.2?}; redis cpu {:.1} µs per publish \
+         (INFO cpu), the script {:?} µs per call (INFO commandstats)",
         total as f64 / publish_secs,
         quantile(&latencies, 0.5),
         quantile(&latencies, 0.9),
         quantile(&latencies, 0.99),
         latencies[latencies.len() - 1],
         cpu * 1e6 / total as f64,
+        redis.script_usec().await,
     );
     drop(subs);
     redis.wait_channels(0).await;
