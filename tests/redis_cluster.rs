@@ -204,3 +204,66 @@ async fn a_master_restart_keeps_the_streams_and_the_resume_exact() {
         .await;
     assert_eq!(kept.resume(), Resume::Replay { missed: 2 });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_publishers_give_one_order_per_topic_and_resume_is_exact() {
+    let cluster = Cluster::start().await;
+    let (a, b) = (cluster.hub().await, cluster.hub().await);
+    // Topics on every master, read on both instances.
+    let topics: Vec<String> = (0..6).map(|i| format!("room-{i}")).collect();
+    let mut on_a = Vec::new();
+    let mut on_b = Vec::new();
+    for topic in &topics {
+        on_a.push(a.subscribe(topic, None).await);
+        on_b.push(b.subscribe(topic, None).await);
+    }
+    let publisher = |hub: Hub, name: &'static str, topics: Vec<String>| {
+        tokio::spawn(async move {
+            for i in 0..20 {
+                for topic in &topics {
+                    publish(&hub, topic, format!("{name}{i}")).await;
+                }
+            }
+        })
+    };
+    let pa = publisher(a.clone(), "a", topics.clone());
+    let pb = publisher(b.clone(), "b", topics.clone());
+    let c = cluster.hub().await;
+    for ((sub_a, sub_b), topic) in on_a.iter_mut().zip(&mut on_b).zip(&topics) {
+        let (mut seen_a, mut seen_b) = (Vec::new(), Vec::new());
+        for _ in 0..40 {
+            seen_a.push(next_bytes(sub_a).await);
+            seen_b.push(next_bytes(sub_b).await);
+        }
+        // One order per topic, the same on both instances, each publisher's in its own.
+        assert_eq!(seen_a, seen_b);
+        for name in ["a", "b"] {
+            let mine: Vec<String> = seen_a
+                .iter()
+                .filter_map(|b| {
+                    let text = String::from_utf8(b.to_vec()).unwrap();
+                    let data = text.split("data: ").nth(1)?.trim_end().to_owned();
+                    data.starts_with(name).then_some(data)
+                })
+                .collect();
+            let expected: Vec<String> = (0..20).map(|i| format!("{name}{i}")).collect();
+            assert_eq!(mine, expected);
+        }
+        // A client that saw the 10th event resumes on a third instance with the 30
+        // after it, in the same order.
+        let seen_10 = String::from_utf8(seen_a[9].to_vec()).unwrap();
+        let id = seen_10
+            .strip_prefix("id: ")
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap();
+        let mut resumed = c.subscribe(topic, Some(&LastEventId::new(id))).await;
+        assert_eq!(resumed.resume(), Resume::Replay { missed: 30 });
+        for expected in &seen_a[10..] {
+            assert_eq!(&next_bytes(&mut resumed).await, expected);
+        }
+    }
+    pa.await.unwrap();
+    pb.await.unwrap();
+}
