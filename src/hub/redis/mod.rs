@@ -121,7 +121,8 @@ fn is_no_script(err: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
 impl RedisBackplane {
     /// A backplane on the Redis at `redis` (a URL such as `redis://127.0.0.1:6379/`, or
     /// any [`redis::IntoConnectionInfo`](::redis::IntoConnectionInfo)), after checking
-    /// that it answers (`PING`, within the timeout).
+    /// that it answers (`PING`, within the timeout). For a Redis Cluster, use
+    /// [`cluster`](Self::cluster).
     ///
     /// # Errors
     ///
