@@ -142,9 +142,13 @@ async fn main() -> Result<(), BoxError> {
     // Streams; without it the hub lives in this process.
     let hub = match std::env::var("REDIS_URL") {
         Ok(url) => {
-            let redis = tower_sse::hub::RedisBackplane::connect(url.as_str())
-                .await?
-                .max_len(1024);
+            // Several comma-separated URLs: the nodes of a Redis Cluster.
+            let redis = if url.contains(',') {
+                tower_sse::hub::RedisBackplane::cluster(url.split(',')).await?
+            } else {
+                tower_sse::hub::RedisBackplane::connect(url.as_str()).await?
+            };
+            let redis = redis.max_len(1024);
             Hub::with_backplane(redis, FANOUT_HISTORY, lag)
         }
         Err(_) => Hub::with(FANOUT_HISTORY, lag),

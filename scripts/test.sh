@@ -19,9 +19,10 @@ command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 # (loadgen/tests/fixtures/sse_server.py, standard library only).
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
-# The Redis backplane tests (tests/redis.rs, tests/redis_demo.rs) start their own
-# redis-server (Debian's) on free loopback ports, with temporary directories, and fail
-# without one; REDIS_SERVER_BIN may name another binary.
+# The Redis backplane tests (tests/redis*.rs) start their own redis-server (Debian's)
+# on free loopback ports, with temporary directories, and fail without one;
+# tests/redis_cluster.rs starts a 3-master cluster of them (--cluster-enabled yes).
+# REDIS_SERVER_BIN may name another binary.
 [ -n "${REDIS_SERVER_BIN:-}" ] || command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 # tests/dead_peer.rs puts a client in a network namespace (`ip netns`, veth) and needs
 # root and iproute2; it fails without them.

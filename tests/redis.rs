@@ -54,29 +54,22 @@ impl Redis {
     async fn xlen(&self, topic: &str) -> u64 {
         let mut conn = self.conn().await;
         redis::cmd("XLEN")
-            .arg(format!("tower-sse:{topic}"))
+            .arg(format!("tower-sse:{{{topic}}}"))
             .query_async(&mut conn)
             .await
             .unwrap()
     }
 
-    /// Clients blocked in a command (`XREAD BLOCK`), from `CLIENT LIST`.
-    async fn blocked_clients(&self) -> usize {
+    /// Channels with subscribers now (`PUBSUB CHANNELS`).
+    async fn channels(&self) -> Vec<String> {
         let mut conn = self.conn().await;
-        let list: String = redis::cmd("CLIENT")
-            .arg("LIST")
+        let mut channels: Vec<String> = redis::cmd("PUBSUB")
+            .arg("CHANNELS")
             .query_async(&mut conn)
             .await
             .unwrap();
-        list.lines()
-            .filter(|line| {
-                line.split(' ').any(|field| {
-                    field
-                        .strip_prefix("flags=")
-                        .is_some_and(|f| f.contains('b'))
-                })
-            })
-            .count()
+        channels.sort();
+        channels
     }
 }
 
@@ -420,38 +413,39 @@ async fn an_id_older_than_redis_keeps_is_unknown() {
     }
 }
 
+/// Waits until Redis has exactly `expected` subscribed channels.
+async fn wait_channels(redis: &Redis, expected: &[&str], what: &str) {
+    let deadline = Instant::now() + STEP;
+    loop {
+        let channels = redis.channels().await;
+        if channels == expected {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: channels {channels:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_reader_runs_while_the_topic_has_local_subscribers() {
+async fn a_topic_is_subscribed_while_it_has_local_subscribers() {
     let redis = Redis::start().await;
     let hub = redis.hub().await;
-    assert_eq!(redis.blocked_clients().await, 0);
+    assert!(redis.channels().await.is_empty());
     let first = hub.subscribe("t", None).await;
     let second = hub.subscribe("t", None).await;
     let other = hub.subscribe("u", None).await;
-    // One XREAD BLOCK per topic, not per subscriber.
-    let deadline = Instant::now() + STEP;
-    while redis.blocked_clients().await != 2 {
-        assert!(Instant::now() < deadline, "two readers blocked in XREAD");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // One channel per topic, not per subscriber.
+    wait_channels(&redis, &["tower-sse:{t}", "tower-sse:{u}"], "both topics").await;
     drop(first);
     drop(other);
     assert!(
         hub.topic_stats("u").is_none(),
         "released with its last subscriber"
     );
-    let deadline = Instant::now() + STEP;
-    while redis.blocked_clients().await != 1 {
-        assert!(Instant::now() < deadline, "the reader of `u` stopped");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_channels(&redis, &["tower-sse:{t}"], "`u` unsubscribed").await;
     drop(second);
     assert!(hub.topics().is_empty());
-    let deadline = Instant::now() + STEP;
-    while redis.blocked_clients().await != 0 {
-        assert!(Instant::now() < deadline, "every reader stopped");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_channels(&redis, &[], "every topic unsubscribed").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

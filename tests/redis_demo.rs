@@ -1,6 +1,6 @@
 //! The demo server (`examples/demo.rs`) running twice on two ports, sharing one Redis
-//! through `REDIS_URL`: an event published on instance A (`POST /publish`) arrives on
-//! `/fanout` of instance B.
+//! (or a 3-master Redis Cluster) through `REDIS_URL`: an event published on instance A
+//! (`POST /publish`) arrives on `/fanout` of instance B.
 //!
 //! The test starts its own `redis-server` (Debian's package, installed by
 //! `scripts/test.sh`; `REDIS_SERVER_BIN` names another binary) on a free loopback
@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use eventsource_stream::Eventsource as _;
 use futures_util::StreamExt as _;
-use support::{demo::Demo, redis_server::Redis};
+use support::{demo::Demo, redis_cluster::Cluster, redis_server::Redis};
 
 /// Patience for anything that should happen promptly.
 const WAIT: Duration = Duration::from_secs(10);
@@ -28,7 +28,18 @@ async fn demo_on(url: &str) -> Demo {
 #[tokio::test]
 async fn publish_on_one_demo_instance_arrives_on_the_fanout_of_the_other() {
     let redis = Redis::start().await;
-    let (a, b) = (demo_on(&redis.url()).await, demo_on(&redis.url()).await);
+    publish_on_a_arrives_on_b(&redis.url()).await;
+}
+
+/// `REDIS_URL` with the comma-separated URLs of a cluster's masters (CONTRACT.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_on_a_redis_cluster() {
+    let cluster = Cluster::start().await;
+    publish_on_a_arrives_on_b(&cluster.urls()).await;
+}
+
+async fn publish_on_a_arrives_on_b(url: &str) {
+    let (a, b) = (demo_on(url).await, demo_on(url).await);
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
 
     let res = tokio::time::timeout(WAIT, client.get(b.url("/fanout")).send())

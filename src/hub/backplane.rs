@@ -8,8 +8,11 @@
 //! one reader task per topic that has local subscribers: it reads the log from where it
 //! stopped and appends every record to the local history as `id: <id>\n` + the stored
 //! bytes, encoded once per instance; local subscribers read it there like any event.
+//! A reader task is cheap (it waits in [`Backplane::read`]); what a read costs the
+//! backplane is the backplane's business: [`RedisBackplane`](super::RedisBackplane)
+//! serves every topic of an instance from one Pub/Sub connection per Redis node.
 //! The reader starts with a topic's first local subscriber and stops when its last one
-//! is gone. When the backplane fails, the reader retries with a growing, jittered delay
+//! is gone ([`Backplane::release`] then tells the backplane). When the backplane fails, the reader retries with a growing, jittered delay
 //! (50 ms up to 2 s) and resumes after the last record it saw, so nothing that reached
 //! the backplane meanwhile is lost.
 //!
@@ -188,6 +191,21 @@ pub trait Backplane: Send + Sync + 'static {
         topic: &'a str,
         id: &'a str,
     ) -> BoxFuture<'a, Result<Option<Vec<Record>>, BoxError>>;
+
+    /// The hub stopped reading `topic` (its last local subscriber left): a backplane
+    /// that holds something per topic for [`read`](Self::read) (a Pub/Sub
+    /// subscription) lets it go. A later `read` of the topic starts again. The
+    /// default does nothing.
+    ///
+    /// ```
+    /// use tower_sse::hub::Backplane;
+    /// # fn check(backplane: &dyn Backplane) {
+    /// backplane.release("news"); // nothing to let go by default
+    /// # }
+    /// ```
+    fn release(&self, topic: &str) {
+        let _ = topic;
+    }
 
     /// The order of two ids of this backplane, `None` if either is not one. The hub
     /// uses it to skip, in the local history, what a replay already delivered.

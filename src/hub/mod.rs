@@ -57,6 +57,34 @@
 //! a client may reconnect to any instance with its `Last-Event-ID`. See
 //! [`Backplane`](backplane) for how it works.
 //!
+//! With Redis ([`RedisBackplane`], feature `redis`), what a deployment can count on:
+//!
+//! - **Connections**: two per Redis node and instance, whatever the number of topics
+//!   (one multiplexed command connection, one Pub/Sub connection carrying every topic
+//!   with local subscribers). A topic's first local subscriber subscribes its channel,
+//!   its last one leaving unsubscribes it: topics come and go without connecting. On a
+//!   Redis Cluster ([`RedisBackplane::cluster`]) topics spread over the masters by the
+//!   slot of their key (the topic is its hash tag), with sharded Pub/Sub, still two
+//!   connections per master.
+//! - **Ordering**: per topic. One Redis stream orders a topic's events and gives their
+//!   ids; every instance delivers them in that order. Events of different topics have
+//!   no order between them (on a cluster they live on different masters).
+//! - **Exactly once and resume**: an instance subscribes a topic's channel, then reads
+//!   the stream after its last id, then takes live messages newer than what it read:
+//!   no event is lost or repeated across that seam, nor across a lost Pub/Sub
+//!   connection or a Redis restart (it subscribes again and reads the stream after its
+//!   last id). A client reconnecting to any instance with its `Last-Event-ID` resumes
+//!   exactly.
+//! - **Limits**: a resume is exact only within the stream's history
+//!   ([`RedisBackplane::max_len`], about `History::events`); past it the subscription
+//!   says [`Resume::Unknown`]. A Redis restarted without persistence has lost its
+//!   streams: live streams go on with what is published after it, a client resuming
+//!   from an id before it gets `Resume::Unknown` (unless the instance still holds it
+//!   in its own history). While Redis (or a topic's master) is down, `publish` fails
+//!   within the backplane's timeout and streams stay open, waiting. A cluster failover
+//!   to a replica loses the writes the replica had not received (Redis replication is
+//!   asynchronous): those events never reach anyone.
+//!
 //! ```
 //! use std::convert::Infallible;
 //! use tower_sse::{hub::{Hub, Resume}, Event, LastEventId, SseResponse};

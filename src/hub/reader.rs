@@ -44,6 +44,10 @@ async fn read_loop(
     ready: watch::Sender<bool>,
     start: Arc<OnceLock<Arc<str>>>,
 ) {
+    let _release = Release {
+        backplane: backplane.clone(),
+        topic: name.clone(),
+    };
     let mut backoff = Backoff::default();
     let mut after: Option<Arc<str>> = None;
     loop {
@@ -100,18 +104,30 @@ async fn read_loop(
     }
 }
 
+/// Tells the backplane when the reader stops (its task ends or is aborted).
+struct Release {
+    backplane: Arc<dyn Backplane>,
+    topic: Arc<str>,
+}
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        self.backplane.release(&self.topic);
+    }
+}
+
 /// Delays between failed reads: 50 ms doubling up to 2 s, each between half and all of
 /// that (jitter, so that many readers do not retry in step).
 #[derive(Default)]
-struct Backoff {
-    failures: u32,
+pub(crate) struct Backoff {
+    pub(crate) failures: u32,
 }
 
 impl Backoff {
     const FIRST: Duration = Duration::from_millis(50);
     const MAX: Duration = Duration::from_secs(2);
 
-    fn next(&mut self) -> Duration {
+    pub(crate) fn next(&mut self) -> Duration {
         let full = Self::FIRST
             .saturating_mul(1 << self.failures.min(16))
             .min(Self::MAX);
@@ -147,6 +163,8 @@ mod tests {
         fail: std::sync::atomic::AtomicBool,
         /// `read` calls so far.
         reads: std::sync::atomic::AtomicUsize,
+        /// Topics released, in order.
+        released: Mutex<Vec<String>>,
     }
 
     impl Memory {
@@ -227,6 +245,10 @@ mod tests {
                 Ok(known.then(|| self.after(n as u64, None)))
             })
         }
+
+        fn release(&self, topic: &str) {
+            self.released.lock().unwrap().push(topic.to_owned());
+        }
     }
 
     /// A backplane shared by several hubs of a test.
@@ -257,6 +279,9 @@ mod tests {
             id: &'a str,
         ) -> BoxFuture<'a, Result<Option<Vec<Record>>, BoxError>> {
             self.0.range(topic, id)
+        }
+        fn release(&self, topic: &str) {
+            Backplane::release(&*self.0, topic);
         }
     }
 
@@ -303,8 +328,11 @@ mod tests {
         let before = reads();
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert!(reads() > before, "reading while the topic has a subscriber");
+        assert!(backplane.0.released.lock().unwrap().is_empty());
         drop(second);
         tokio::time::sleep(Duration::from_millis(1)).await;
+        // The backplane hears of it (a Pub/Sub backplane unsubscribes).
+        assert_eq!(*backplane.0.released.lock().unwrap(), ["t"]);
         let after = reads();
         tokio::time::sleep(Duration::from_secs(10)).await;
         assert_eq!(reads(), after, "no read once the topic is gone");

@@ -13,7 +13,8 @@
 //!   that stops reading;
 //! - [`span_capture`]: a `tracing` layer that captures the crate's spans and warnings;
 //! - [`demo`]: the compiled demo server (`examples/demo.rs`) as a child process;
-//! - [`redis_server`]: a `redis-server` child process on a free loopback port.
+//! - [`redis_server`]: a `redis-server` child process on a free loopback port;
+//! - [`redis_cluster`]: a 3-master Redis Cluster of `redis-server` processes.
 //!
 //! and here, the patience of the tests: [`STEP`], [`within`], [`wait_until`].
 //!
@@ -32,6 +33,7 @@ pub(crate) mod client;
 pub(crate) mod demo;
 #[cfg(feature = "hub")]
 pub(crate) mod hub;
+pub(crate) mod redis_cluster;
 pub(crate) mod redis_server;
 pub(crate) mod server;
 pub(crate) mod sources;
