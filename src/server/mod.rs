@@ -115,6 +115,7 @@ use tower_service::Service;
 
 use self::{
     conn::{Phase, Watch},
+    protocol::{Builders, Protocol},
     service::Adapter,
     settings::{Keepalive, Settings, SHED_SLOTS},
     socket::Accept,
@@ -123,6 +124,7 @@ use crate::{error::BoxError, event::Event, shutdown::ShutdownHandle};
 
 mod body;
 mod conn;
+mod protocol;
 mod service;
 mod settings;
 mod shed;
@@ -431,6 +433,8 @@ struct Shared<S> {
     service: S,
     settings: Settings,
     http: auto::Builder<TokioExecutor>,
+    /// hyper's builders for TCP connections, whose protocol is peeked at.
+    builders: Arc<Builders>,
     connections: Arc<Semaphore>,
     shed: Arc<Semaphore>,
     phase: watch::Sender<Phase>,
@@ -461,6 +465,7 @@ impl Server {
         } = self;
         let shared = Shared {
             http: http_builder(&settings),
+            builders: Arc::new(Builders::new(&settings)),
             connections: Arc::new(Semaphore::new(settings.max_connections)),
             shed: Arc::new(Semaphore::new(SHED_SLOTS)),
             phase: watch::channel(Phase::Running).0,
@@ -515,16 +520,17 @@ where
     /// answer past it, or not at all past the shed answers' slots.
     fn dispatch(&self, tcp: TcpStream) {
         if let Ok(permit) = self.connections.clone().try_acquire_owned() {
-            let peer = tcp.peer_addr().ok();
-            self.serve_connection(TokioIo::new(tcp), peer, permit);
+            self.serve_tcp(tcp, permit);
         } else if let Ok(permit) = self.shed.clone().try_acquire_owned() {
             self.shed_connection(TokioIo::new(tcp), permit);
         }
     }
 
-    /// The seam for another transport (TLS): any I/O that hyper can serve. The
+    /// The seam for another transport (TLS): any I/O that hyper can serve, through
+    /// hyper-util's `auto` builder (plain TCP goes through `serve_tcp`). The
     /// client's address (`peer`) goes into every request's extensions, as a
     /// `SocketAddr` ([`limit::client_ip`](crate::limit::client_ip) reads it).
+    #[allow(dead_code)] // for TLS
     fn serve_connection<I>(&self, io: I, peer: Option<SocketAddr>, permit: OwnedSemaphorePermit)
     where
         I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
@@ -536,7 +542,7 @@ where
             started.clone(),
             peer,
         );
-        let conn = self.http.serve_connection(io, adapter).into_owned();
+        let conn = Box::pin(self.http.serve_connection(io, adapter).into_owned());
         let watch = Watch {
             started,
             head_timeout: self.settings.request_timeout,
@@ -545,6 +551,47 @@ where
         };
         tokio::spawn(async move {
             conn::drive(conn, watch).await;
+            drop(permit);
+        });
+    }
+
+    /// A TCP connection: HTTP/1.1 or h2c (peeked at, see `protocol`), each served by
+    /// hyper's connection for its protocol, boxed on its own.
+    fn serve_tcp(&self, tcp: TcpStream, permit: OwnedSemaphorePermit) {
+        let peer = tcp.peer_addr().ok();
+        let started = Arc::new(AtomicBool::new(false));
+        let adapter = Adapter::new(
+            self.service.clone(),
+            self.settings.request_timeout,
+            started.clone(),
+            peer,
+        );
+        let watch = Watch {
+            started,
+            head_timeout: self.settings.request_timeout,
+            phase: self.phase.subscribe(),
+            answered: None,
+        };
+        let builders = self.builders.clone();
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + watch.head_timeout;
+            // A client that sends nothing is closed at the head deadline, as by `drive`.
+            let detected = tokio::select! {
+                detected = protocol::detect(&tcp, deadline) => detected,
+                _ = conn::stopping(watch.phase.clone()) => Ok(None),
+            };
+            let io = TokioIo::new(tcp);
+            match detected {
+                Ok(Some(Protocol::Http1)) => {
+                    let conn = Box::pin(builders.h1.serve_connection(io, adapter));
+                    conn::drive(conn, watch).await;
+                }
+                Ok(Some(Protocol::H2c)) => {
+                    let conn = Box::pin(builders.h2.serve_connection(io, adapter));
+                    conn::drive(conn, watch).await;
+                }
+                Ok(None) | Err(_) => {}
+            }
             drop(permit);
         });
     }
@@ -560,7 +607,7 @@ where
             notify.notify_one();
             std::future::ready(Ok::<_, std::convert::Infallible>(shed::answer(&req, retry)))
         });
-        let conn = self.http.serve_connection(io, service).into_owned();
+        let conn = Box::pin(self.http.serve_connection(io, service).into_owned());
         let watch = Watch {
             started: Arc::new(AtomicBool::new(false)),
             head_timeout: self.settings.request_timeout,
