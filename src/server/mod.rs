@@ -70,7 +70,9 @@
 //!
 //! - the layer's buffer ([`BufferLimits`](crate::BufferLimits)) and the frame being
 //!   sent;
-//! - **HTTP/1**: hyper's write buffer, at most [`http1_max_buf_size`](Server::http1_max_buf_size);
+//! - **HTTP/1**: hyper's write queue: hyper takes body frames while it holds less than
+//!   [`http1_max_buf_size`](Server::http1_max_buf_size), socket writable or not, so up
+//!   to that plus one frame;
 //! - **HTTP/2**: per stream, at most [`http2_max_send_buf_size`](Server::http2_max_send_buf_size)
 //!   plus one body frame (h2 takes a whole frame once any send capacity is free), times
 //!   at most [`http2_max_concurrent_streams`](Server::http2_max_concurrent_streams) streams
@@ -83,6 +85,13 @@
 //!   `net.ipv4.tcp_wmem`'s maximum); a plain socket writing 64 KiB at a time: 46 KiB,
 //!   at 1.2 GB/s for a reading client instead of 1.7. Elsewhere than Linux, set
 //!   [`send_buffer_size`](Server::send_buffer_size).
+//!
+//! An idle connection (an SSE stream between heartbeats) costs about 19 KiB of heap,
+//! of which 12 KiB resident with glibc's allocator (8 KiB with jemalloc), most of it
+//! hyper's two 8 KiB HTTP/1 buffers (`benches/memory.sh`, BENCHMARKS.md). A
+//! plain-TCP connection's protocol is found by peeking at its first bytes, so hyper's
+//! read buffer stays at 8 KiB (hyper-util's `auto` builder makes it 16 KiB), and each
+//! connection's state is allocated for its protocol only.
 //!
 //! # TLS
 //!
