@@ -18,7 +18,8 @@
 #   (`ss -tmi`: Send-Q, skmem `w` = wmem_queued, `notsent`) are printed.
 #
 # Environment: NO_BUILD=1 (use the binaries in $CARGO_TARGET_DIR or target/),
-# SERVER_ENV='MALLOC_ARENA_MAX=2 ...' (more environment for the demo),
+# SERVER_ENV='MALLOC_ARENA_MAX=2 ...' (more environment for the demo), ALLOC=jemalloc
+# (the demo with the system's jemalloc preloaded: apt package libjemalloc2),
 # SECS=6 WARMUP=1 RATE=5000 (idle), SETTLE_SECS=30 (stalled: longest wait for the
 # queues to settle), NOFILE=20000.
 set -euo pipefail
@@ -32,6 +33,11 @@ WARMUP=${WARMUP:-1}
 RATE=${RATE:-5000}
 SETTLE_SECS=${SETTLE_SECS:-30}
 NOFILE=${NOFILE:-20000}
+if [[ ${ALLOC:-} == jemalloc ]]; then
+  jemalloc=$(ls /usr/lib/*/libjemalloc.so.2 2>/dev/null | head -1 || true)
+  [[ -n $jemalloc ]] || { echo "ALLOC=jemalloc: install libjemalloc2 (apt-get install libjemalloc2)" >&2; exit 1; }
+  SERVER_ENV="${SERVER_ENV:+$SERVER_ENV }LD_PRELOAD=$jemalloc"
+fi
 read -r -a server_env <<<"${SERVER_ENV:-}"
 
 hard=$(ulimit -Hn)
@@ -92,11 +98,11 @@ rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$pid/status"; }
 # The server side of its established connections: one line per socket.
 queues() { ss -tnmiH state established "( sport = :$port )"; }
 
-summary() { # summary N BEFORE_KIB AFTER_KIB: per-connection RSS and send queues
+summary() { # summary N BEFORE_KIB AFTER_KIB UNIT: RSS per UNIT (reader or stream) and send queues
   queues >"$out/ss.txt"
-  python3 - "$1" "$2" "$3" "$out/ss.txt" <<'PY'
+  python3 - "$1" "$2" "$3" "$out/ss.txt" "$4" <<'PY'
 import re, sys
-n, before, after, path = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+n, before, after, path, unit = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
 text = open(path).read()
 sendq, wq, notsent = [], [], []
 # `ss -i` prints each socket on a first line (state, queues, addresses) and its
@@ -117,8 +123,8 @@ def stats(v):
         return "none"
     v = sorted(v)
     return f"mean {sum(v)/len(v)/1024:.1f} KiB, p50 {v[len(v)//2]/1024:.1f}, max {v[-1]/1024:.1f}"
-print(f"server RSS: {before} KiB before, {after} KiB with {n} connections: "
-      f"{(after - before) / n:.1f} KiB per connection")
+print(f"server RSS: {before} KiB before, {after} KiB with {n} stalled {unit}s: "
+      f"{(after - before) / n:.1f} KiB per {unit}")
 print(f"sockets: {len(sendq)}; Send-Q {stats(sendq)}; wmem_queued {stats(wq)}; notsent {stats(notsent)}")
 PY
 }
@@ -194,7 +200,9 @@ stalled() { # stalled PATH N [--h2-streams M]
   settle
   local after
   after=$(rss_kib)
-  summary "$n" "$before" "$after"
+  local unit=reader
+  [[ $* == *--h2-streams* ]] && unit=stream
+  summary "$n" "$before" "$after" "$unit"
   echo "/proc: $(smaps)"
   stop_client
   stop
