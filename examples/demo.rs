@@ -162,11 +162,16 @@ async fn main() -> Result<(), BoxError> {
 
     // The buffer is a setting of the layer, so it is the same for every endpoint; it is
     // chosen for `/slow`. With `Overflow::Wait` the layer polls a source only when the
-    // socket takes bytes, so a slow reader holds at most one frame (at most these 64 KiB)
-    // in server memory and its source simply waits. The heartbeat is the default, 15 s.
+    // socket takes bytes, so a slow reader holds the frames hyper queued (see below) and
+    // its source simply waits. The heartbeat is the default, 15 s.
     let sse = SseLayer::new()
         .buffer(BufferLimits::new(64, 64 * 1024))
-        .on_overflow(Overflow::Wait);
+        .on_overflow(Overflow::Wait)
+        // 16 KiB frames: a stalled reader holds about two of them in hyper's write
+        // queue (RSS per stalled `/stream` reader 40.6 KiB instead of 88.2 with 64 KiB;
+        // 19.5 KiB per stalled h2 stream instead of 71.1), at no measurable cost to
+        // `/stream` (benches/memory.sh, BENCHMARKS.md).
+        .max_frame_bytes(16 * 1024);
     let sse = stream_caps(sse)?;
     let shutdown = sse.shutdown_handle();
     install_metrics(&sse, &hub)?;
@@ -175,13 +180,13 @@ async fn main() -> Result<(), BoxError> {
     // HTTP/1.1 and h2c on one port, with the request timeout, the connection cap (by
     // default the fd limit minus 128; past it an answer at once), TCP keepalive, user
     // timeout and a bounded send buffer: `tower_sse::server`'s defaults. hyper's HTTP/1
-    // write queue is kept to 64 KiB (the layer's frame cap), so a busy or slow stream
-    // holds about one frame in the layer plus one in hyper.
+    // write queue is kept to 16 KiB (the layer's frame cap): hyper takes another frame
+    // while it holds less, so a stalled reader holds at most 16 KiB + one frame there.
     let request_timeout = env_number("REQUEST_TIMEOUT_MS", DEFAULT_REQUEST_TIMEOUT_MS, MAX_MS)?;
     let mut server = Server::bind((host.as_str(), port))
         .await?
         .request_timeout(Duration::from_millis(request_timeout.max(1)))
-        .http1_max_buf_size(64 * 1024)
+        .http1_max_buf_size(16 * 1024)
         // At SIGINT/SIGTERM every open SSE stream (and any that opens from now on) ends,
         // telling browsers to come back in a second.
         .streams(shutdown, Event::new().retry(Duration::from_millis(1000)))

@@ -137,6 +137,13 @@ impl SseLayer {
     /// frame with as few system calls as it can). An event larger than this still goes
     /// out, in a frame of its own. Default 64 KiB; never more than the buffer's byte cap.
     ///
+    /// The frame is also the unit of what a client that stops reading holds: hyper
+    /// keeps taking frames while its write queue holds less than its buffer limit, so
+    /// such a client holds up to that limit plus one frame over HTTP/1.1, and up to two
+    /// frames plus h2's send buffer per HTTP/2 stream (see [`BufferLimits`]). 16 KiB
+    /// frames halve a stalled reader's memory against 64 KiB ones; fewer bytes per
+    /// write cost some throughput on a single fast connection.
+    ///
     /// ```
     /// let layer = tower_sse::SseLayer::new().max_frame_bytes(16 * 1024);
     /// ```

@@ -6,7 +6,7 @@
 //!
 //! | policy | the source is | memory | the client sees |
 //! |---|---|---|---|
-//! | [`Overflow::Wait`] (default) | not polled until the client reads (backpressure) | one frame | every event |
+//! | [`Overflow::Wait`] (default) | not polled until the client reads (backpressure) | one frame (and hyper's write queue, see [`BufferLimits`]) | every event |
 //! | [`Overflow::DropOldest`] | drained into the buffer; oldest events dropped when full | the buffer's caps | the newest events, and a gap marker |
 //! | [`Overflow::DropNewest`] | drained into the buffer; new events dropped when full | the buffer's caps | the oldest events, and a gap marker |
 //! | [`Overflow::Disconnect`] | drained into the buffer; the connection is ended when full | the buffer's caps | a closed connection; it reconnects with `Last-Event-ID` |
@@ -47,6 +47,26 @@ pub(crate) use self::queue::{fits_frame, Pushed, Queue, Take};
 /// Caps on what one connection may hold: a number of events and a number of bytes.
 ///
 /// The default is 256 events and 1 MiB.
+///
+/// # Memory per connection
+///
+/// What a client that stops reading holds in the server, at most (`F` the frame cap,
+/// `min(max_frame_bytes, bytes())`; `B` hyper's HTTP/1 write buffer limit):
+///
+/// - [`Overflow::Wait`] without a stall timeout: no queue. The frame being built (up
+///   to `F` plus the one event that did not fit), and hyper's write queue: hyper takes
+///   body frames while it holds less than `B`, so up to `B + F`.
+/// - Any other policy, or a stall timeout: the same, plus the queue: at most
+///   `bytes()` of encoded events in at most `events()` entries (each its own
+///   allocation, about 40 bytes of bookkeeping more).
+/// - HTTP/2: per stream, h2's send buffer (hyper's `max_send_buf_size`) plus up to two
+///   frames (one in h2, one waiting for send capacity), times the streams open on the
+///   connection.
+///
+/// Measured (`benches/memory.sh`, RELIABILITY.md): with `F` = 16 KiB and `B` = 16 KiB, a
+/// stalled HTTP/1.1 reader grows the server's RSS by 41–50 KiB (89 KiB with 64 KiB and
+/// 64 KiB), a stalled h2 stream by 19.5 KiB (71 KiB with 64 KiB frames). Lower
+/// [`SseLayer::max_frame_bytes`](crate::SseLayer::max_frame_bytes) to lower it.
 ///
 /// ```
 /// let limits = tower_sse::BufferLimits::new(64, 256 * 1024);

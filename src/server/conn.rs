@@ -3,7 +3,7 @@
 
 use std::{
     future::pending,
-    pin::pin,
+    pin::{pin, Pin},
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc,
@@ -36,15 +36,24 @@ pub(crate) struct Watch {
     pub(crate) answered: Option<Arc<Notify>>,
 }
 
-/// Drives `conn` to its end, or until the server or a deadline ends it.
-pub(crate) async fn drive<C: GracefulConnection>(conn: C, watch: Watch) {
+/// Resolves once the server is shutting down (or gone).
+pub(crate) async fn stopping(mut phase: watch::Receiver<Phase>) {
+    while *phase.borrow_and_update() == Phase::Running {
+        if phase.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Drives `conn` to its end, or until the server or a deadline ends it. The
+/// connection comes boxed: the task holds a pointer, not hyper's connection state.
+pub(crate) async fn drive<C: GracefulConnection>(mut conn: Pin<Box<C>>, watch: Watch) {
     let Watch {
         started,
         head_timeout,
         mut phase,
         answered,
     } = watch;
-    let mut conn = pin!(conn);
     let mut deadline = pin!(tokio::time::sleep(head_timeout));
     let mut armed = true;
     loop {

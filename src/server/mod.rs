@@ -71,7 +71,9 @@
 //!
 //! - the layer's buffer ([`BufferLimits`](crate::BufferLimits)) and the frame being
 //!   sent;
-//! - **HTTP/1**: hyper's write buffer, at most [`http1_max_buf_size`](Server::http1_max_buf_size);
+//! - **HTTP/1**: hyper's write queue: hyper takes body frames while it holds less than
+//!   [`http1_max_buf_size`](Server::http1_max_buf_size), socket writable or not, so up
+//!   to that plus one frame;
 //! - **HTTP/2**: per stream, at most [`http2_max_send_buf_size`](Server::http2_max_send_buf_size)
 //!   plus one body frame (h2 takes a whole frame once any send capacity is free), times
 //!   at most [`http2_max_concurrent_streams`](Server::http2_max_concurrent_streams) streams
@@ -84,6 +86,13 @@
 //!   `net.ipv4.tcp_wmem`'s maximum); a plain socket writing 64 KiB at a time: 46 KiB,
 //!   at 1.2 GB/s for a reading client instead of 1.7. Elsewhere than Linux, set
 //!   [`send_buffer_size`](Server::send_buffer_size).
+//!
+//! An idle connection (an SSE stream between heartbeats) costs about 19 KiB of heap,
+//! of which 12 KiB resident with glibc's allocator (8 KiB with jemalloc), most of it
+//! hyper's two 8 KiB HTTP/1 buffers (`benches/memory.sh`, BENCHMARKS.md). A
+//! plain-TCP connection's protocol is found by peeking at its first bytes, so hyper's
+//! read buffer stays at 8 KiB (hyper-util's `auto` builder makes it 16 KiB), and each
+//! connection's state is allocated for its protocol only.
 //!
 //! # TLS
 //!
@@ -148,6 +157,7 @@ use tower_service::Service;
 
 use self::{
     conn::{Phase, Watch},
+    protocol::{Builders, Protocol},
     service::Adapter,
     settings::{Keepalive, Settings, SHED_SLOTS},
     socket::Accept,
@@ -156,6 +166,7 @@ use crate::{error::BoxError, event::Event, shutdown::ShutdownHandle};
 
 mod body;
 mod conn;
+mod protocol;
 mod service;
 mod settings;
 mod shed;
@@ -477,6 +488,8 @@ struct Shared<S> {
     service: S,
     settings: Settings,
     http: auto::Builder<TokioExecutor>,
+    /// hyper's builders for TCP connections, whose protocol is peeked at.
+    builders: Arc<Builders>,
     connections: Arc<Semaphore>,
     shed: Arc<Semaphore>,
     phase: watch::Sender<Phase>,
@@ -514,6 +527,7 @@ impl Server {
             #[cfg(feature = "tls")]
             tls: tls.map(|config| Arc::new(tls::Tls::new(config, &http))),
             http,
+            builders: Arc::new(Builders::new(&settings)),
             connections: Arc::new(Semaphore::new(settings.max_connections)),
             shed: Arc::new(Semaphore::new(SHED_SLOTS)),
             phase: watch::channel(Phase::Running).0,
@@ -574,9 +588,9 @@ where
         }
     }
 
-    /// Serves the service on `tcp`. The client's address goes into every request's
-    /// extensions, as a `SocketAddr` ([`limit::client_ip`](crate::limit::client_ip)
-    /// reads it).
+    /// Serves the service on `tcp` (over TLS with feature `tls` and a configuration).
+    /// The client's address goes into every request's extensions, as a `SocketAddr`
+    /// ([`limit::client_ip`](crate::limit::client_ip) reads it).
     fn serve_connection(&self, tcp: TcpStream, permit: OwnedSemaphorePermit) {
         let started = Arc::new(AtomicBool::new(false));
         let adapter = Adapter::new(
@@ -591,16 +605,16 @@ where
             tokio::spawn(async move {
                 let mut watch = watch;
                 if let Some((io, http)) = tls.accept(tcp, &mut watch).await {
-                    conn::drive(http.serve_connection(io, adapter).into_owned(), watch).await;
+                    let conn = Box::pin(http.serve_connection(io, adapter).into_owned());
+                    conn::drive(conn, watch).await;
                 }
                 drop(permit);
             });
             return;
         }
-        let conn = self.http.serve_connection(TokioIo::new(tcp), adapter);
-        let conn = conn.into_owned();
+        let builders = self.builders.clone();
         tokio::spawn(async move {
-            conn::drive(conn, watch).await;
+            serve_tcp(tcp, adapter, &builders, watch).await;
             drop(permit);
         });
     }
@@ -619,14 +633,18 @@ where
             tokio::spawn(async move {
                 let mut watch = watch;
                 if let Some((io, http)) = tls.accept(tcp, &mut watch).await {
-                    conn::drive(http.serve_connection(io, service).into_owned(), watch).await;
+                    let conn = Box::pin(http.serve_connection(io, service).into_owned());
+                    conn::drive(conn, watch).await;
                 }
                 drop(permit);
             });
             return;
         }
-        let conn = self.http.serve_connection(TokioIo::new(tcp), service);
-        let conn = conn.into_owned();
+        let conn = Box::pin(
+            self.http
+                .serve_connection(TokioIo::new(tcp), service)
+                .into_owned(),
+        );
         tokio::spawn(async move {
             conn::drive(conn, watch).await;
             drop(permit);
@@ -642,6 +660,36 @@ where
             phase: self.phase.subscribe(),
             answered,
         }
+    }
+}
+
+/// A plain TCP connection: HTTP/1.1 or h2c (peeked at, nothing consumed: see
+/// `protocol`), each served by hyper's connection for its protocol, boxed on its own.
+/// A client that sends nothing is closed at the head deadline, as by `conn::drive`.
+async fn serve_tcp<S>(tcp: TcpStream, adapter: S, builders: &Builders, watch: Watch)
+where
+    S: hyper::service::HttpService<hyper::body::Incoming> + Send + 'static,
+    S::Future: Send + 'static,
+    S::ResBody: Send + 'static,
+    <S::ResBody as http_body::Body>::Data: Send,
+    <S::ResBody as http_body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let deadline = tokio::time::Instant::now() + watch.head_timeout;
+    let detected = tokio::select! {
+        detected = protocol::detect(&tcp, deadline) => detected,
+        _ = conn::stopping(watch.phase.clone()) => Ok(None),
+    };
+    let io = TokioIo::new(tcp);
+    match detected {
+        Ok(Some(Protocol::Http1)) => {
+            let conn = Box::pin(builders.h1.serve_connection(io, adapter));
+            conn::drive(conn, watch).await;
+        }
+        Ok(Some(Protocol::H2c)) => {
+            let conn = Box::pin(builders.h2.serve_connection(io, adapter));
+            conn::drive(conn, watch).await;
+        }
+        Ok(None) | Err(_) => {}
     }
 }
 

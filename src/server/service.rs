@@ -62,7 +62,10 @@ where
 {
     type Response = Response<ServerBody<B>>;
     type Error = BoxError;
-    type Future = ResponseFuture<S, S::Future>;
+    /// Boxed: hyper keeps a box the size of this future for the connection's
+    /// lifetime, and a service's future (a router's `async fn`) can take kilobytes;
+    /// boxed, that box holds a pointer and the future is freed once it has answered.
+    type Future = Pin<Box<ResponseFuture<S, S::Future>>>;
 
     fn call(&self, mut req: Request<Incoming>) -> Self::Future {
         self.started.store(true, Ordering::Relaxed);
@@ -78,13 +81,13 @@ where
             (Some(progress), Some(sleep))
         };
         let body_progress = progress.clone();
-        ResponseFuture {
+        Box::pin(ResponseFuture {
             service: Some(self.inner.clone()),
             req: Some(req.map(|body| RequestBody::new(body, body_progress))),
             future: None,
             deadline,
             progress,
-        }
+        })
     }
 }
 
