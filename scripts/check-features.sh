@@ -16,10 +16,6 @@ cd "$(dirname "$0")/.."
 command -v cargo-hack >/dev/null 2>&1 || cargo install --locked --quiet cargo-hack
 target=$(realpath -m "${CARGO_TARGET_DIR:-target}")/features
 
-echo "-- the library with each feature alone (no dev-dependencies)"
-cargo hack --each-feature --no-dev-deps --package tower-sse check --lib --quiet \
-  --target-dir "$target"
-
 copy=$(mktemp -d)
 trap 'rm -rf "$copy"' EXIT
 git ls-files -z --cached --others --exclude-standard |
@@ -30,6 +26,10 @@ grep -q '^tower-sse = { path = "."' "$copy/Cargo.toml" || {
 }
 sed -i '/^tower-sse = { path = "."/d' "$copy/Cargo.toml"
 cd "$copy"
+# (`--no-dev-deps` edits the manifest while it runs: the copy's, not the repository's.)
+echo "-- the library with each feature alone (no dev-dependencies)"
+cargo hack --each-feature --no-dev-deps --package tower-sse check --lib --quiet \
+  --target-dir "$target"
 if [ -n "${FULL:-}" ]; then
   echo "-- every target with each feature alone"
   cargo hack --each-feature --exclude-all-features --package tower-sse \
