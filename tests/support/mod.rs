@@ -33,6 +33,7 @@ pub(crate) mod client;
 pub(crate) mod demo;
 #[cfg(feature = "hub")]
 pub(crate) mod hub;
+#[cfg(feature = "redis")]
 pub(crate) mod redis_cluster;
 pub(crate) mod redis_server;
 pub(crate) mod server;

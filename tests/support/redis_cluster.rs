@@ -228,7 +228,6 @@ impl Cluster {
     }
 
     /// A hub on this cluster (one instance) with the default history.
-    #[cfg(feature = "redis")]
     pub(crate) async fn hub(&self) -> tower_sse::hub::Hub {
         let backplane = tower_sse::hub::RedisBackplane::cluster(self.urls().split(','))
             .await
