@@ -200,7 +200,10 @@ async fn first_events(res: Response<Incoming>, n: usize) -> Vec<(String, String,
         content_type.starts_with("text/event-stream"),
         "{content_type}"
     );
-    assert_eq!(res.headers()[header::CACHE_CONTROL], "no-cache, no-transform");
+    assert_eq!(
+        res.headers()[header::CACHE_CONTROL],
+        "no-cache, no-transform"
+    );
     let events = res.into_body().into_data_stream().eventsource().take(n);
     within("the first events", events.collect::<Vec<_>>())
         .await
