@@ -11,7 +11,8 @@
         The summaries of these scenarios, one JSON object per line.
 
     python3 benches/scale.py plot-input results.jsonl
-        The fields `sse-loadgen plot` draws: subs, lat_us_p50, lat_us_p99, case.
+        The fields `sse-loadgen plot` draws: subs, lat_us_p50, lat_us_p99, case (the
+        shared-topic scenarios a and c).
 
 Latency quantiles cannot be merged from per-process quantiles: the totals show the
 median of the processes' p50 and the largest of their p99 and max (an upper bound of
@@ -216,7 +217,8 @@ def main(argv):
     elif len(argv) == 2 and argv[0] == "plot-input":
         for line in Path(argv[1]).read_text().splitlines():
             r = json.loads(line)
-            if r.get("lat_us_p99") is not None:
+            # One shared topic (a, c): latency against the number of subscribers.
+            if r.get("case") in ("a", "c") and r.get("lat_us_p99") is not None:
                 print(json.dumps({"subs": r["subs"], "lat_us_p50": r["lat_us_p50"],
                                   "lat_us_p99": r["lat_us_p99"], "case": f"scenario {r['case']}",
                                   "scenario": "fanout"}))
