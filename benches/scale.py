@@ -101,6 +101,7 @@ def summarize(meta_path, sub_paths):
     s["redis_clients_total"] = redis.get("redis_clients_total")
     s["redis_client_names"] = redis.get("redis_client_names")
     s["loadavg"] = meta.get("loadavg")
+    s["loadgens_ended_early"] = meta.get("loadgens_ended_early", 0)
     if case in ("a", "c"):
         pubs = [r["published_per_s"] for r in subs if r.get("published_per_s") is not None]
         s["published_per_s"] = max(pubs) if pubs else None
@@ -198,6 +199,9 @@ def markdown(s, subs, meta):
                                     f"{fmt(s['failed_ticks'])} × {fmt(s['subs'])} subscribers + this)"),
             ("delivery stopped for", f"{fmt(s['event_gap_ms_max'], 0)} ms at most (longest gap between two events of a connection)"),
         ]
+    if s["loadgens_ended_early"]:
+        rows.append(("warning", f"{s['loadgens_ended_early']} load generators ended before the measurement: "
+                                "Redis connections and CPU per delivery are off"))
     if s["redis_client_names"]:
         rows.append(("Redis client names", json.dumps(s["redis_client_names"])))
     out.append("| | |\n|---|---|")

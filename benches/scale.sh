@@ -27,7 +27,7 @@
 # Every measurement: once all subscribers are open (`sse_streams_open` of each demo's
 # /metrics), 1 s to settle, then SECS seconds in which the CPU time of the demos and of
 # Redis is sampled (/proc and INFO cpu) while the load generators measure (their window
-# covers it, from their last connection to SECS + 6 s later).
+# covers it, from their last connection to SECS + 30 s later).
 #
 # Environment:
 #   INSTANCES=4 SUBS_PER_INSTANCE=1000 TOPICS=200 SECS=10 SCENARIOS='a b c'
@@ -152,7 +152,11 @@ start_demos() {
 # start_subscribers SCENARIO: the load-generator processes, JSON to $OUT/logs.
 start_subscribers() {
   local scenario=$1 j p procs n left url args
-  local secs=$((SECS + 6))
+  # The window covers the settling second, the SECS measured (plus, in c, Redis's
+  # restart and this script's own pauses on a busy machine: /metrics of four saturated
+  # demos can take seconds, so the windows start before the script sees every stream
+  # open) and a tail.
+  local secs=$((SECS + 30))
   for ((j = 0; j < INSTANCES; j++)); do
     procs=$(((SUBS_PER_INSTANCE + MAX_PER_PROC - 1) / MAX_PER_PROC))
     left=$SUBS_PER_INSTANCE
@@ -271,7 +275,10 @@ run_scenario() {
   esac
   local t1 c1 r1
   t1=$(date +%s.%N) c1=$(cpu_ticks "${demo_pids[@]}") r1=$(redis_cpu)
+  local early=0 p
+  for p in "${sub_pids[@]}"; do kill -0 "$p" 2>/dev/null || early=$((early + 1)); done
   [[ $s == b ]] || extra=$(redis_conns)
+  ((early == 0)) || echo "   warning: $early load generators ended before the measurement did: raise their window" >&2
   local failed_ticks
   failed_ticks=$(grep -c 'publishing tick .* failed' "$OUT/logs/$run_id.$s.demo0.log" || true)
   for p in "${sub_pids[@]}"; do wait "$p" || echo "   a load generator exited with $?" >&2; done
@@ -280,7 +287,7 @@ run_scenario() {
 {"run_id":"$run_id","commit":"$commit","scenario_case":"$s","instances":$INSTANCES,"subs_per_instance":$SUBS_PER_INSTANCE,
  "topics_per_instance":$TOPICS,"secs":$SECS,"tick_ms":$TICK_MS,"pub_rate":$PUB_RATE,"outage_s":$OUTAGE_S,
  "sample_s":$(python3 -c "print(round($t1 - $t0, 3))"),"demo_cpu_s":$(python3 -c "print(($c1 - $c0) / $(getconf CLK_TCK))"),
- "redis_cpu_s":$(python3 -c "print(round($r1 - $r0, 4))"),"redis_idle_cpu_pct":$(python3 -c "print(round(100 * ($idle1 - $idle0), 2))"),"failed_ticks":$failed_ticks,
+ "redis_cpu_s":$(python3 -c "print(round($r1 - $r0, 4))"),"redis_idle_cpu_pct":$(python3 -c "print(round(100 * ($idle1 - $idle0), 2))"),"failed_ticks":$failed_ticks,"loadgens_ended_early":$early,
  "kill_at":${kill_at:-null},"restart_at":${restart_at:-null},"redis_before_subscribers":$base_clients,
  "redis":$extra,"publisher":$pub_json,"nproc":$(nproc),"loadavg":"$(cut -d' ' -f1-3 /proc/loadavg)"}
 EOF
