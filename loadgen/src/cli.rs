@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::{
+    ids::Ids,
     scenarios::{Fields, Scenario},
     target::Target,
 };
@@ -15,6 +16,8 @@ Examples:
   sse-loadgen idle 'http://127.0.0.1:3000/idle?hb_ms=1000' -c 10000 --heartbeat-ms 1000 --pid 4242
   sse-loadgen fanout http://127.0.0.1:3000/fanout -c 1000 --publish-ms 100 --format json
   sse-loadgen stream http://10.0.0.5:8080/events --http h2c -H 'Authorization: Bearer T'
+  sse-loadgen fanout 'http://127.0.0.1:3000/fanout?topic=user:{i}' -c 10000 --id-count 10000
+  sse-loadgen publish 'http://127.0.0.1:3000/publish?topic=user:{i}' --rate 1000 --id-count 10000
   sse-loadgen plot a.json b.json -o events.svg
 
 The URL is used as given: any SSE server, any path. The scenario says what is measured.
@@ -45,6 +48,9 @@ pub(crate) enum Command {
     /// Fan-out: N subscribers; publish-to-delivery latency from a timestamp in the data,
     /// missed events from its sequence number
     Fanout(FanoutArgs),
+    /// Publisher: POSTs `{"seq":S,"ts_ns":T}` bodies at a steady rate, spread over
+    /// `{i}` ids and several URLs, for `fanout` subscribers to measure
+    Publish(crate::publish::PublishArgs),
     /// An SVG chart from one or more JSON results (--json FILE or --format json)
     Plot(crate::plot::PlotArgs),
 }
@@ -105,8 +111,14 @@ enum TsUnit {
 #[derive(Args)]
 struct Common {
     /// The SSE endpoint, used as given: http://HOST:PORT/PATH?QUERY (port and query
-    /// optional)
+    /// optional); `{i}` in it becomes each connection's id (--id-start, --id-count)
     url: String,
+    /// `{i}` in the URL: connection n gets K + n % M, this is K
+    #[arg(long, default_value_t = 0, value_name = "K")]
+    id_start: u64,
+    /// `{i}` in the URL: connection n gets K + n % M, this is M [default: connections]
+    #[arg(long, value_name = "M")]
+    id_count: Option<u64>,
     /// Connections to open
     #[arg(
         short,
@@ -205,6 +217,8 @@ pub(crate) struct RunConfig {
     pub(crate) tags: Vec<(String, String)>,
     pub(crate) connect_timeout: f64,
     pub(crate) source_ips: usize,
+    /// What `{i}` in the URL becomes per connection.
+    pub(crate) ids: Ids,
 }
 
 impl RunConfig {
@@ -236,7 +250,7 @@ impl RunConfig {
                 let fields = Fields::new(&a.seq_field, &a.ts_field, scale);
                 (Scenario::Fanout, a.common, None, a.publish_ms, fields)
             }
-            Command::Plot(_) => unreachable!("plot is not a run"),
+            Command::Plot(_) | Command::Publish(_) => unreachable!("not a run"),
         };
         common.check()?;
         let target = Target::parse(&common.url)?;
@@ -273,6 +287,10 @@ impl RunConfig {
             tags: common.tag,
             connect_timeout: common.connect_timeout,
             source_ips,
+            ids: Ids::new(
+                common.id_start,
+                common.id_count.unwrap_or(common.connections as u64),
+            ),
         })
     }
 }
@@ -318,7 +336,7 @@ fn header(s: &str) -> Result<(String, String), String> {
     Ok((name.to_owned(), value.trim().to_owned()))
 }
 
-fn tag(s: &str) -> Result<(String, String), String> {
+pub(crate) fn tag(s: &str) -> Result<(String, String), String> {
     let (k, v) = s
         .split_once('=')
         .ok_or_else(|| format!("{s:?}: expected KEY=VALUE"))?;

@@ -78,7 +78,7 @@ async fn open(run: &Run, id: usize) -> Result<TcpStream, Failure> {
 
 async fn http1(run: &Run, id: usize) -> Result<(), Failure> {
     let mut tcp = open(run, id).await?;
-    tcp.write_all(&run.request).await.map_err(Failure::Io)?;
+    tcp.write_all(&run.request(id)).await.map_err(Failure::Io)?;
     for reads in 1u64.. {
         // `poll_read` borrows the shared buffer only while it runs (never across an
         // await), and after a read shorter than the buffer tokio clears the socket's
@@ -136,7 +136,7 @@ async fn h2c(run: &Run, id: usize) -> Result<(), Failure> {
         let _ = connection.await;
     });
     let mut client = client.ready().await.map_err(h2)?;
-    let (response, _) = client.send_request(run.h2_request()?, true).map_err(h2)?;
+    let (response, _) = client.send_request(run.h2_request(id)?, true).map_err(h2)?;
     let response = response.await.map_err(h2)?;
     let content_type = response
         .headers()

@@ -14,7 +14,8 @@
 //! connections still pending after `conns / rate + connect-timeout + 5 s`, and a
 //! watchdog thread ends the process if the run overstays its budget by 10 s.
 //!
-//! The modules: `cli` (the command line), `target` (the URL), `run` (first connection,
+//! The modules: `cli` (the command line), `target` (the URL), `ids` (`{i}` in it),
+//! `publish` (the publisher), `run` (first connection,
 //! ramp-up, warm-up, window), `shared` (what the connections share), `failure`, `conn` (one connection, HTTP/1.1 or h2c), `http1` (head
 //! and chunked framing), `sse` (SSE lines and the counters they feed), `scenarios`
 //! (what each scenario reads from the data), `stats` (counters, histogram),
@@ -28,9 +29,11 @@ mod cost;
 mod failure;
 mod heartbeats;
 mod http1;
+mod ids;
 mod plot;
 mod procfs;
 mod progress;
+mod publish;
 mod report;
 mod run;
 mod scenarios;
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Plot(args) => plot::main(&args),
+        Command::Publish(args) => publish::main(&args),
         command => RunConfig::from_command(command).and_then(|cfg| measure(&cfg)),
     };
     match result {

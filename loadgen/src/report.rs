@@ -37,13 +37,18 @@ pub(crate) struct Report {
 }
 
 impl Report {
+    /// An empty report (`publish` fills its own).
+    pub(crate) fn new() -> Self {
+        Report {
+            fields: Map::new(),
+            rows: Vec::new(),
+        }
+    }
+
     pub(crate) fn build(input: &ReportInput<'_>) -> Self {
         let cfg = input.cfg;
         let window_s = input.window.as_secs_f64();
-        let mut r = Report {
-            fields: Map::new(),
-            rows: Vec::new(),
-        };
+        let mut r = Report::new();
         r.settings(input, window_s);
         r.connections(input);
         let w = &input.state.w;
@@ -234,6 +239,14 @@ impl Report {
         }
         let max = (state.latency.total > 0).then(|| round(state.latency.max as f64 / 1e3, 1));
         self.put("lat_us_max", json!(max), max.map(|v| format!("{v} µs")));
+        let gaps = &state.event_gaps;
+        for (name, q) in [("p50", 0.5), ("p99", 0.99)] {
+            let v = gaps.quantile(q).map(|ns| round(ns as f64 / 1e6, 1));
+            self.put(&format!("event_gap_ms_{name}"), json!(v), None);
+        }
+        let max = (gaps.total > 0).then(|| round(gaps.max as f64 / 1e6, 1));
+        let shown = max.map(|v| format!("{v} ms between two events of a connection"));
+        self.put("event_gap_ms_max", json!(max), shown);
         if w.bad_events > 0 {
             let ts = &input.cfg.fields.ts_name;
             self.rows.push((

@@ -2,6 +2,7 @@
 //! the request, the phase, the read buffer, the parser state.
 
 use std::{
+    borrow::Cow,
     cell::{Cell, RefCell},
     net::SocketAddr,
     time::{Duration, Instant},
@@ -10,6 +11,7 @@ use std::{
 use crate::{
     cli::{secs, Protocol, RunConfig},
     failure::Failure,
+    ids::{Ids, PLACEHOLDER},
     sse::State,
 };
 
@@ -29,8 +31,11 @@ pub(crate) enum Phase {
 pub(crate) struct Run {
     pub(crate) addr: SocketAddr,
     pub(crate) protocol: Protocol,
-    /// The HTTP/1.1 request.
-    pub(crate) request: Vec<u8>,
+    /// The HTTP/1.1 request (with `{i}` in its path when `per_conn`).
+    request: Vec<u8>,
+    /// The path has `{i}`: each connection's request is made from the template.
+    per_conn: bool,
+    pub(crate) ids: Ids,
     authority: String,
     path: String,
     headers: Vec<(String, String)>,
@@ -59,6 +64,8 @@ impl Run {
             addr: t.addr,
             protocol: cfg.protocol,
             request: request.into_bytes(),
+            per_conn: t.path.contains(PLACEHOLDER),
+            ids: cfg.ids,
             authority: t.authority.clone(),
             path: t.path.clone(),
             headers: cfg.headers.clone(),
@@ -72,9 +79,19 @@ impl Run {
         }
     }
 
-    /// The h2c request.
-    pub(crate) fn h2_request(&self) -> Result<http::Request<()>, Failure> {
-        let mut req = http::Request::get(format!("http://{}{}", self.authority, self.path))
+    /// The HTTP/1.1 request of connection `id` (`{i}` in the path: its id).
+    pub(crate) fn request(&self, id: usize) -> Cow<'_, [u8]> {
+        if !self.per_conn {
+            return Cow::Borrowed(&self.request);
+        }
+        let text = String::from_utf8_lossy(&self.request);
+        Cow::Owned(self.ids.expand(&text, id as u64).into_owned().into_bytes())
+    }
+
+    /// The h2c request of connection `id`.
+    pub(crate) fn h2_request(&self, id: usize) -> Result<http::Request<()>, Failure> {
+        let path = self.ids.expand(&self.path, id as u64);
+        let mut req = http::Request::get(format!("http://{}{path}", self.authority))
             .header("accept", "text/event-stream")
             .header("cache-control", "no-cache");
         for (name, value) in &self.headers {

@@ -36,6 +36,8 @@ pub(crate) struct Conn {
     /// The sequence number expected next.
     next_seq: Option<u64>,
     pub(crate) last_hb: Option<Instant>,
+    /// When the last `fanout` event arrived.
+    last_event: Option<Instant>,
     /// When the response head arrived.
     pub(crate) opened_at: Option<Instant>,
     pub(crate) hb_in_window: u64,
@@ -53,6 +55,7 @@ impl Conn {
             typed: false,
             next_seq: None,
             last_hb: None,
+            last_event: None,
             hb_in_window: 0,
             max_gap: Duration::ZERO,
             opened_at: None,
@@ -87,6 +90,9 @@ pub(crate) struct State {
     pub(crate) w: Counters,
     pub(crate) gaps: Histogram,
     pub(crate) latency: Histogram,
+    /// `fanout`: the time between two events of one connection (a gap that ends in
+    /// the window): how long delivery stopped, if it did.
+    pub(crate) event_gaps: Histogram,
     /// The highest `fanout` seq seen on any connection, and what it was when the window
     /// started: how many events the server published in the window.
     pub(crate) max_seq: Option<u64>,
@@ -112,6 +118,7 @@ impl State {
             w: Counters::default(),
             gaps: Histogram::new(),
             latency: Histogram::new(),
+            event_gaps: Histogram::new(),
             max_seq: None,
             max_seq_at_window_start: None,
         }
@@ -188,6 +195,7 @@ impl State {
             w: &mut self.w,
             gaps: &mut self.gaps,
             latency: &mut self.latency,
+            event_gaps: &mut self.event_gaps,
             max_seq: &mut self.max_seq,
         };
         let conn = &mut self.conns[id];
@@ -218,6 +226,7 @@ struct Ctx<'a> {
     w: &'a mut Counters,
     gaps: &'a mut Histogram,
     latency: &'a mut Histogram,
+    event_gaps: &'a mut Histogram,
     max_seq: &'a mut Option<u64>,
 }
 
@@ -334,7 +343,12 @@ fn fanout_data(conn: &mut Conn, data: &[u8], ctx: &mut Ctx<'_>) {
             Some(ts) => ctx.latency.record(ctx.now_ns.saturating_sub(ts)),
             None => ctx.w.bad_events += 1,
         }
+        if let Some(last) = conn.last_event {
+            ctx.event_gaps
+                .record(duration_ns(ctx.now.saturating_duration_since(last)));
+        }
     }
+    conn.last_event = Some(ctx.now);
     if let Some(seq) = seq {
         if ctx.max_seq.is_none_or(|max| seq > max) {
             *ctx.max_seq = Some(seq);

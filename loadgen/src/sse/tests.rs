@@ -126,3 +126,29 @@ fn heartbeat_events() {
     // dispatched, as in a browser); the comment and the untyped `data: x`: heartbeats.
     assert_eq!((state.w.heartbeats, state.w.events), (2, 2));
 }
+
+/// The time between two events of a connection: a heartbeat does not end the gap, and
+/// the first event has none.
+#[test]
+fn fanout_event_gaps() {
+    let mut state = state(Scenario::Fanout);
+    let t0 = Instant::now();
+    let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\n";
+    let event = |seq: u64| format!("data: {{\"seq\":{seq},\"ts_ns\":1}}\n\n");
+    let feeds = [
+        (0, format!("{head}{}", event(0))),
+        (100, event(1)),
+        (1500, ":\n\n".to_owned()),
+        (3100, event(2)),
+    ];
+    for (ms, bytes) in feeds {
+        let at = t0 + Duration::from_millis(ms);
+        assert!(matches!(
+            state.feed(0, bytes.as_bytes(), true, at, 2),
+            Feed::More
+        ));
+    }
+    assert_eq!(state.event_gaps.total, 2);
+    assert_eq!(state.event_gaps.max, 3_000_000_000);
+    assert_eq!(state.w.missed, 0);
+}
