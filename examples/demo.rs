@@ -195,13 +195,18 @@ async fn main() -> Result<(), BoxError> {
         let max = env_number("MAX_CONNECTIONS", 0, u32::MAX.into())?;
         server = server.max_connections(usize::try_from(max)?);
     }
-    let (server, scheme) = with_tls(server)?;
+    let (server, https) = with_tls(server)?;
     // Every accepted connection, counted (`/metrics`): ten `EventSource`s over HTTPS
     // share one HTTP/2 connection, over HTTP/1.1 they need ten.
     let server = server.on_accept(|_| metrics::counter!(CONNECTIONS_METRIC).increment(1));
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
-    println!("listening on {scheme}://{}", server.local_addr()?);
+    let addr = server.local_addr()?;
+    if https {
+        println!("listening on https://{addr}");
+    } else {
+        println!("listening on http://{addr}");
+    }
     io::stdout().flush()?;
     let stop = async move {
         tokio::select! {
@@ -214,11 +219,11 @@ async fn main() -> Result<(), BoxError> {
 }
 
 /// With `TLS_CERT` and `TLS_KEY` (PEM file paths; both or neither), HTTPS: HTTP/2 and
-/// HTTP/1.1 offered by ALPN. Returns the server and its URL scheme.
-fn with_tls(server: Server) -> Result<(Server, &'static str), BoxError> {
+/// HTTP/1.1 offered by ALPN. Returns the server and whether it serves HTTPS.
+fn with_tls(server: Server) -> Result<(Server, bool), BoxError> {
     match (std::env::var_os("TLS_CERT"), std::env::var_os("TLS_KEY")) {
-        (Some(cert), Some(key)) => Ok((server.tls(tls_config_from_pem(cert, key)?), "https")),
-        (None, None) => Ok((server, "http")),
+        (Some(cert), Some(key)) => Ok((server.tls(tls_config_from_pem(cert, key)?), true)),
+        (None, None) => Ok((server, false)),
         _ => Err("TLS_CERT and TLS_KEY go together: set both (PEM file paths) or neither".into()),
     }
 }
