@@ -603,11 +603,7 @@ where
         #[cfg(feature = "tls")]
         if let Some(tls) = self.tls.clone() {
             tokio::spawn(async move {
-                let mut watch = watch;
-                if let Some((io, http)) = tls.accept(tcp, &mut watch).await {
-                    let conn = Box::pin(http.serve_connection(io, adapter).into_owned());
-                    conn::drive(conn, watch).await;
-                }
+                tls.serve(tcp, adapter, watch).await;
                 drop(permit);
             });
             return;
@@ -631,11 +627,7 @@ where
         #[cfg(feature = "tls")]
         if let Some(tls) = self.tls.clone() {
             tokio::spawn(async move {
-                let mut watch = watch;
-                if let Some((io, http)) = tls.accept(tcp, &mut watch).await {
-                    let conn = Box::pin(http.serve_connection(io, service).into_owned());
-                    conn::drive(conn, watch).await;
-                }
+                tls.serve(tcp, service, watch).await;
                 drop(permit);
             });
             return;

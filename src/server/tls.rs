@@ -274,6 +274,29 @@ impl Tls {
     }
 }
 
+impl Tls {
+    /// Serves `service` on `tcp` after the handshake (see [`Tls::accept`]), until the
+    /// connection ends; for the served connections and the answers past the cap alike.
+    pub(crate) async fn serve<S, B>(&self, tcp: TcpStream, service: S, mut watch: Watch)
+    where
+        S: hyper::service::Service<
+                http::Request<hyper::body::Incoming>,
+                Response = http::Response<B>,
+            > + Send
+            + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<Box<dyn StdError + Send + Sync>>,
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn StdError + Send + Sync>>,
+    {
+        if let Some((io, http)) = self.accept(tcp, &mut watch).await {
+            let conn = Box::pin(http.serve_connection(io, service).into_owned());
+            super::conn::drive(conn, watch).await;
+        }
+    }
+}
+
 /// The stream of a handshake that succeeded in time; logs (at `debug`) one that did not.
 fn handshaken(
     done: Result<io::Result<TlsStream<TcpStream>>, tokio::time::error::Elapsed>,
