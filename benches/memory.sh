@@ -21,7 +21,8 @@
 # SERVER_ENV='MALLOC_ARENA_MAX=2 ...' (more environment for the demo), ALLOC=jemalloc
 # (the demo with the system's jemalloc preloaded: apt package libjemalloc2),
 # SECS=6 WARMUP=1 RATE=5000 (idle), SETTLE_SECS=30 (stalled: longest wait for the
-# queues to settle), NOFILE=20000.
+# queues to settle), HOLD_SECS=0 (stalled: seconds to wait after that before reading
+# the RSS), NOFILE=20000.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -32,6 +33,7 @@ SECS=${SECS:-6}
 WARMUP=${WARMUP:-1}
 RATE=${RATE:-5000}
 SETTLE_SECS=${SETTLE_SECS:-30}
+HOLD_SECS=${HOLD_SECS:-0}
 NOFILE=${NOFILE:-20000}
 if [[ ${ALLOC:-} == jemalloc ]]; then
   jemalloc=$(ls /usr/lib/*/libjemalloc.so.2 2>/dev/null | head -1 || true)
@@ -198,6 +200,12 @@ stalled() { # stalled PATH N [--h2-streams M]
     sleep 0.1
   done
   settle
+  # jemalloc hands freed pages back after its decay time (10 s): HOLD_SECS=12 reads
+  # the RSS that stays while the readers stay stalled.
+  if ((HOLD_SECS > 0)); then
+    echo "RSS at settle: $(rss_kib) KiB; reading again after ${HOLD_SECS} s" >&2
+    sleep "$HOLD_SECS"
+  fi
   local after
   after=$(rss_kib)
   local unit=reader

@@ -37,7 +37,8 @@
 #   CASES=...        a subset of the case names below (space-separated)
 #   SERVERS=...      a subset of: tower-sse axum floor tower-sse-timer (the demo with
 #                    HEARTBEAT=timer: Heartbeat::per_stream_timer) tower-sse-nocoalesce
-#                    (the demo with FANOUT_COALESCE_MS=0)
+#                    (the demo with FANOUT_COALESCE_MS=0) tower-sse-owned (the demo with
+#                    STREAM_EVENTS=owned: /stream events as Event + String)
 #   SERVER_CPU=0 LOADGEN_CPU=1 NOFILE=20000
 #   NO_BUILD=1       use the binaries already built (target/release/examples/{demo,axum_ref},
 #                    target/release/sse-loadgen; $CARGO_TARGET_DIR instead of target/ if set)
@@ -179,6 +180,7 @@ start_server() {
   tower-sse) exe=$bin/demo ;;
   tower-sse-timer) exe=$bin/demo heartbeat=timer ;;
   tower-sse-nocoalesce) exe=$bin/demo extra=(FANOUT_COALESCE_MS=0) ;;
+  tower-sse-owned) exe=$bin/demo extra=(STREAM_EVENTS=owned) ;;
   axum) exe=$bin/axum_ref ;;
   floor) exe=$bin/axum_ref floor=1 ;;
   *) echo "unknown server $name" >&2; return 1 ;;

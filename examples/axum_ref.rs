@@ -66,6 +66,9 @@ use tower_sse::server::Server;
 // The `/stream` and `/fanout` payloads, built by the demo's functions.
 #[path = "shared/payload.rs"]
 mod payload;
+// jemalloc, in both servers.
+#[path = "shared/alloc.rs"]
+mod alloc;
 
 use payload::STREAM_DATA_LEN;
 

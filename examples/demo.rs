@@ -48,7 +48,11 @@
 //! One [`SseLayer`] wraps one `service_fn`, [`route`]. Every SSE answer streams an
 //! [`Events`], and an endpoint whose heartbeat differs from the layer's sets its own
 //! with [`SseResponse::heartbeat`] or [`SseResponse::no_heartbeat`]. Their events are
-//! encoded by the layer as they are sent ([`Message::Event`]), except `/fanout`'s.
+//! encoded by the layer as they are sent ([`Message::Event`]), except `/fanout`'s and
+//! `/stream`'s: `/stream` yields frame-direct [`DataEvent`]s, whose data the layer
+//! writes straight into the outgoing frame (`STREAM_EVENTS=owned`: an
+//! `Event::new().data(String)` per event instead, for comparison), so an [`Events`]
+//! item is an [`Either`] of the two kinds.
 //!
 //! `/fanout` is a topic of a [`Hub`] (the crate's `hub` feature, which the examples
 //! get through the crate's dev-dependency on itself): the ticker task and `POST
@@ -81,9 +85,10 @@ use tokio::{
 use tokio_stream::Stream;
 use tower::Layer as _;
 use tower_sse::{
+    event::{DisplayData, Either},
     hub::{History, Hub, Lag, MultiSubscription, Resume, Subscription},
     server::{tls_config_from_pem, RequestBody, Server},
-    BoxError, BufferLimits, Event, Heartbeat, LastEventId, Message, Overflow, SseLayer,
+    BoxError, BufferLimits, DataEvent, Event, Heartbeat, LastEventId, Message, Overflow, SseLayer,
     SseResponse,
 };
 use tower_sse::{limit, PerKeyLimit, StreamLimit};
@@ -91,8 +96,19 @@ use tower_sse::{limit, PerKeyLimit, StreamLimit};
 // The `/stream` and `/fanout` payloads, built as in the axum reference.
 #[path = "shared/payload.rs"]
 mod payload;
+// jemalloc, in both servers.
+#[path = "shared/alloc.rs"]
+mod alloc;
 
 const DEFAULT_PORT: u16 = 3000;
+/// The layer's frame cap. On HTTP/1 the server's write gate keeps one frame at a time
+/// in hyper, so a stalled reader holds at most one: 12 KiB frames keep a stalled
+/// reader within 24 KiB of RSS (RELIABILITY.md, "Memory per connection"); 16 KiB
+/// frames are a little faster on `/stream` and hold 29 KiB (BENCHMARKS.md).
+const DEFAULT_FRAME_BYTES: u64 = 12 * 1024;
+/// hyper's HTTP/1 write queue limit, its minimum: with the write gate it holds one
+/// frame at a time whatever this is; it bounds what non-SSE responses queue.
+const DEFAULT_HTTP1_MAX_BUF: u64 = 8 * 1024;
 /// `REQUEST_TIMEOUT_MS`'s default: a connection has this long to send a request head,
 /// a request its whole body.
 const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 10_000;
@@ -164,14 +180,13 @@ async fn main() -> Result<(), BoxError> {
     // chosen for `/slow`. With `Overflow::Wait` the layer polls a source only when the
     // socket takes bytes, so a slow reader holds the frames hyper queued (see below) and
     // its source simply waits. The heartbeat is the default, 15 s.
+    // `MAX_FRAME_BYTES` and `HTTP1_MAX_BUF` (not in the contract) are for
+    // benches/memory.sh and benches/run.sh, which measure the trade-off.
+    let frame = env_number("MAX_FRAME_BYTES", DEFAULT_FRAME_BYTES, 1 << 24)?;
     let sse = SseLayer::new()
         .buffer(BufferLimits::new(64, 64 * 1024))
         .on_overflow(Overflow::Wait)
-        // 16 KiB frames: a stalled reader holds about two of them in hyper's write
-        // queue (RSS per stalled `/stream` reader 40.6 KiB instead of 88.2 with 64 KiB;
-        // 19.5 KiB per stalled h2 stream instead of 71.1), at no measurable cost to
-        // `/stream` (benches/memory.sh, BENCHMARKS.md).
-        .max_frame_bytes(16 * 1024);
+        .max_frame_bytes(frame.max(1) as usize);
     let sse = stream_caps(sse)?;
     let shutdown = sse.shutdown_handle();
     install_metrics(&sse, &hub)?;
@@ -179,14 +194,15 @@ async fn main() -> Result<(), BoxError> {
 
     // HTTP/1.1 and h2c on one port, with the request timeout, the connection cap (by
     // default the fd limit minus 128; past it an answer at once), TCP keepalive, user
-    // timeout and a bounded send buffer: `tower_sse::server`'s defaults. hyper's HTTP/1
-    // write queue is kept to 16 KiB (the layer's frame cap): hyper takes another frame
-    // while it holds less, so a stalled reader holds at most 16 KiB + one frame there.
+    // timeout and a bounded send buffer: `tower_sse::server`'s defaults, and its write
+    // gate: hyper holds one SSE frame of a connection at a time.
     let request_timeout = env_number("REQUEST_TIMEOUT_MS", DEFAULT_REQUEST_TIMEOUT_MS, MAX_MS)?;
     let mut server = Server::bind((host.as_str(), port))
         .await?
         .request_timeout(Duration::from_millis(request_timeout.max(1)))
-        .http1_max_buf_size(16 * 1024)
+        .http1_max_buf_size(
+            env_number("HTTP1_MAX_BUF", DEFAULT_HTTP1_MAX_BUF, 1 << 24)?.max(8192) as usize,
+        )
         // At SIGINT/SIGTERM every open SSE stream (and any that opens from now on) ends,
         // telling browsers to come back in a second.
         .streams(shutdown, Event::new().retry(Duration::from_millis(1000)))
@@ -305,6 +321,7 @@ fn render_metrics() -> Answer {
     };
     metrics.sse.record();
     metrics.hub.record();
+    alloc::record();
     let body = metrics.prometheus.render();
     text(StatusCode::OK, "text/plain; version=0.0.4", body)
 }
@@ -370,7 +387,11 @@ fn get(req: &Request<RequestBody>) -> Result<Answer, BadParam> {
             SseResponse::new(Events::counted(1..=count, slow, None))
         }
         "/stream" => {
-            let res = SseResponse::new(Events::Seq(0));
+            let res = SseResponse::new(if owned_stream_events() {
+                Events::SeqOwned(0)
+            } else {
+                Events::Seq(0)
+            });
             heartbeat(res, query, "hb_ms", 15_000, true)?
         }
         "/idle" => {
@@ -740,8 +761,12 @@ enum Events {
         make: fn(u64) -> Event,
         pace: Option<Interval>,
     },
-    /// `/stream`: endless 72-byte events, numbered from this one, always ready.
+    /// `/stream`: endless 72-byte events, numbered from this one, always ready, their
+    /// data written into the frame.
     Seq(u64),
+    /// `/stream` with `STREAM_EVENTS=owned`: the same events, each an `Event` that owns
+    /// its data as a `String`.
+    SeqOwned(u64),
     /// No events ever; the layer sends heartbeats and ends the stream at shutdown.
     Silent,
     /// A `/fanout` subscription, after `first` if set. The topic keeps the newest
@@ -787,10 +812,15 @@ impl Events {
 }
 
 impl Stream for Events {
-    type Item = Result<Message, Infallible>;
+    type Item = Result<Item, Infallible>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let message = match self.get_mut() {
+            Events::Seq(seq) => {
+                let event = DataEvent::display(StreamPayload(*seq));
+                *seq = seq.wrapping_add(1);
+                return Poll::Ready(Some(Ok(Either::Right(event))));
+            }
             Events::List(events) => events.next().map(Message::Event),
             Events::Counted { ids, make, pace } => {
                 if let (false, Some(pace)) = (ids.is_empty(), pace) {
@@ -798,7 +828,7 @@ impl Stream for Events {
                 }
                 ids.next().map(|id| Message::Event(make(id)))
             }
-            Events::Seq(seq) => {
+            Events::SeqOwned(seq) => {
                 let event = seq_event(*seq);
                 *seq = seq.wrapping_add(1);
                 Some(Message::Event(event))
@@ -811,14 +841,14 @@ impl Stream for Events {
                 Some(event) => Some(Message::Event(event)),
                 // The hub's items: the shared bytes ([`Message::Encoded`], not encoded
                 // again) and the lag comment.
-                None => return Pin::new(subscription).poll_next(cx),
+                None => return left(Pin::new(subscription).poll_next(cx)),
             },
             Events::Topics {
                 first,
                 subscription,
             } => match first.take() {
                 Some(event) => Some(Message::Event(event)),
-                None => return Pin::new(subscription).poll_next(cx),
+                None => return left(Pin::new(subscription).poll_next(cx)),
             },
             Events::Cuttable { events, cut } => {
                 let now = match cut {
@@ -832,8 +862,35 @@ impl Stream for Events {
                 return Pin::new(&mut **events).poll_next(cx);
             }
         };
-        Poll::Ready(message.map(Ok))
+        Poll::Ready(message.map(|message| Ok(Either::Left(message))))
     }
+}
+
+/// What [`Events`] yields: a [`Message`], or a `/stream` event written into the frame.
+type Item = Either<Message, DataEvent<DisplayData<StreamPayload>>>;
+
+/// A hub subscription's poll, as an [`Events`] poll.
+fn left(
+    polled: Poll<Option<Result<Message, Infallible>>>,
+) -> Poll<Option<Result<Item, Infallible>>> {
+    polled.map(|next| next.map(|message| message.map(Either::Left)))
+}
+
+/// `/stream` event `seq`'s data, written by the payload function the axum reference
+/// builds its `String`s with, straight into the frame.
+struct StreamPayload(u64);
+
+impl std::fmt::Display for StreamPayload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        payload::write_stream_payload(self.0, f)
+    }
+}
+
+/// `STREAM_EVENTS=owned` in the environment: `/stream` makes an `Event` with a
+/// `String` per event instead of a [`DataEvent`] (read once).
+fn owned_stream_events() -> bool {
+    static OWNED: OnceLock<bool> = OnceLock::new();
+    *OWNED.get_or_init(|| std::env::var("STREAM_EVENTS").is_ok_and(|v| v == "owned"))
 }
 
 /// An event with id `n`. A decimal number has no line break or NUL, so `id` cannot fail.

@@ -20,6 +20,7 @@ use crate::{
     config::Config,
     error::BoxError,
     event::Encode,
+    gate::WriteGate,
     limit::{LimitMode, Over, Permit, Ticket},
     response::{shed, IntoSseResponse, SseParts, SseResponse},
     state::LayerState,
@@ -38,6 +39,8 @@ pin_project! {
         span: Option<Span>,
         // The request's key under the layer's `PerKeyLimit`, if any.
         ticket: Option<Ticket>,
+        // The connection's write gate, if its transport has one.
+        gate: Option<WriteGate>,
     }
 }
 
@@ -66,7 +69,14 @@ impl<F, St> ResponseFuture<F, St> {
             layer,
             span: Some(span),
             ticket,
+            gate: None,
         }
+    }
+
+    /// The stream's body waits on `gate` (see [`WriteGate`]).
+    pub(crate) fn gated(mut self, gate: Option<WriteGate>) -> Self {
+        self.gate = gate;
+        self
     }
 }
 
@@ -121,13 +131,8 @@ where
                 (response, permit)
             }
         };
-        Poll::Ready(Ok(serve(
-            response,
-            permit,
-            this.config,
-            this.layer,
-            this.span,
-        )))
+        let response = serve(response, permit, this.config, this.layer, this.span);
+        Poll::Ready(Ok(response.map(|body| body.gated(this.gate.take()))))
     }
 }
 

@@ -99,6 +99,8 @@ mod future;
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzzing;
+#[cfg_attr(not(feature = "server"), allow(dead_code))]
+mod gate;
 pub mod heartbeat;
 #[cfg(feature = "hub")]
 #[cfg_attr(docsrs, doc(cfg(feature = "hub")))]

@@ -9,8 +9,8 @@ use http::{Request, Response};
 use tower_service::Service;
 
 use crate::{
-    body::SseBody, config::Config, future::ResponseFuture, last_event_id::LastEventId,
-    response::IntoSseResponse, state::LayerState, stream::span,
+    body::SseBody, config::Config, future::ResponseFuture, gate::WriteGate,
+    last_event_id::LastEventId, response::IntoSseResponse, state::LayerState, stream::span,
 };
 
 /// The service made by [`SseLayer`](crate::SseLayer): calls the inner service with the
@@ -105,8 +105,9 @@ where
         // The key under a `PerKeyLimit` is taken here, where the request is seen; its
         // place is taken once the response turns out to be SSE.
         let ticket = self.config.per_key.as_ref().and_then(|l| l.ticket(&parts));
+        let gate = parts.extensions.get::<WriteGate>().cloned();
         let req = Request::from_parts(parts, body);
         let (config, layer) = (self.config.clone(), self.layer.clone());
-        ResponseFuture::new(self.inner.call(req), config, layer, span, ticket)
+        ResponseFuture::new(self.inner.call(req), config, layer, span, ticket).gated(gate)
     }
 }

@@ -3,9 +3,12 @@
 //! that a load-generator comparison of the two measures their SSE paths and nothing
 //! else. Each file includes this one with `#[path = "shared/payload.rs"] mod payload;`.
 //!
-//! Each server hands the `String` to its SSE library the ordinary way: tower-sse's
-//! `Event::new().data(payload)` moves it into the event, axum's
-//! `Event::default().data(payload)` copies it into the event's buffer.
+//! One function writes the `/stream` payload, [`write_stream_payload`]: the axum
+//! reference writes it into a `String` ([`stream_payload`]) and hands that to axum's
+//! `Event::default().data(payload)`, which copies it into the event's buffer (axum
+//! takes data as text only); the demo has the layer call it while encoding, straight
+//! into the outgoing frame (`DataEvent`), or with `STREAM_EVENTS=owned` moves the
+//! same `String` into `Event::new().data(payload)`.
 
 use std::{
     fmt,
@@ -18,17 +21,12 @@ pub(crate) const STREAM_DATA_LEN: usize = 64;
 const STREAM_PAD: &str = "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
 const _: () = assert!(STREAM_PAD.len() == STREAM_DATA_LEN - r#"{"seq":0,"pad":""}"#.len());
 
-/// `/stream` event `seq`'s data: `{"seq":N,"pad":"xx…x"}`, exactly 64 bytes, with
-/// the digits written by hand into one allocation of exactly that size.
+/// `/stream` event `seq`'s data: `{"seq":N,"pad":"xx…x"}`, exactly 64 bytes, written
+/// by [`write_stream_payload`] into one allocation of exactly that size.
 pub(crate) fn stream_payload(seq: u64) -> String {
-    let mut digits = [0u8; 20];
-    let digits = decimal(seq, &mut digits);
     let mut data = String::with_capacity(STREAM_DATA_LEN);
-    data.push_str("{\"seq\":");
-    data.extend(digits.iter().copied().map(char::from));
-    data.push_str(",\"pad\":\"");
-    data.push_str(&STREAM_PAD[digits.len() - 1..]);
-    data.push_str("\"}");
+    // Writing into a `String` cannot fail.
+    let _ = write_stream_payload(seq, &mut data);
     debug_assert_eq!(data.len(), STREAM_DATA_LEN);
     data
 }
@@ -47,11 +45,8 @@ fn decimal(mut n: u64, out: &mut [u8; 20]) -> &[u8] {
     &out[start..]
 }
 
-/// Writes the same 64 bytes as [`stream_payload`] into `out` in five `write_str` calls,
-/// without formatting machinery. Not used by the servers: the benches
-/// (`benches/common`) write it straight into the frame with tower-sse's `DataEvent`,
-/// and check that its bytes are [`stream_payload`]'s.
-#[allow(dead_code)]
+/// Writes `/stream` event `seq`'s 64 bytes into `out` in five `write_str` calls, with
+/// the digits written by hand, without formatting machinery.
 pub(crate) fn write_stream_payload(seq: u64, out: &mut impl fmt::Write) -> fmt::Result {
     let mut digits = [0u8; 20];
     // ASCII digits only.

@@ -16,7 +16,7 @@ use pin_project_lite::pin_project;
 
 pub use self::deferred::BoxEventStream;
 pub(crate) use self::deferred::Slot;
-use crate::{error::BoxError, event::Encode, stream::EventsBody};
+use crate::{error::BoxError, event::Encode, gate::WriteGate, stream::EventsBody};
 
 pin_project! {
     /// The body of a response made by [`SseLayer`](crate::SseLayer): the event stream
@@ -52,6 +52,14 @@ impl<St> SseBody<St> {
     pub(crate) fn other(body: UnsyncBoxBody<Bytes, BoxError>) -> Self {
         Self {
             kind: BodyKind::Other { body },
+        }
+    }
+
+    /// An event body waits on `gate` (see [`WriteGate`]); other bodies ignore it.
+    pub(crate) fn gated(self, gate: Option<WriteGate>) -> Self {
+        match (self.kind, gate) {
+            (BodyKind::Events { events }, Some(gate)) => Self::events(events.gated(gate)),
+            (kind, _) => Self { kind },
         }
     }
 

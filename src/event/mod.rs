@@ -29,6 +29,7 @@
 //! ```
 
 mod data;
+mod either;
 mod encode;
 mod error;
 
@@ -39,6 +40,7 @@ use bytes::{Bytes, BytesMut};
 #[cfg(feature = "json")]
 pub use self::data::JsonData;
 pub use self::data::{BytesData, Data, DataEvent, DataWriter, DisplayData, FnData};
+pub use self::either::Either;
 pub(crate) use self::encode::put_lines;
 pub use self::error::{DataError, EventError, EventErrorKind};
 
@@ -433,7 +435,8 @@ mod sealed {
     impl Sealed for super::Message {}
 }
 
-/// What a source stream may yield: an [`Event`], an [`EncodedEvent`] or a [`Message`].
+/// What a source stream may yield: an [`Event`], an [`EncodedEvent`], a [`Message`], a
+/// [`DataEvent`], or an [`Either`] of two of these.
 ///
 /// Sealed: only tower-sse's own event types implement it, so everything the layer
 /// writes is a well-formed event block.

@@ -157,15 +157,17 @@ use tower_service::Service;
 
 use self::{
     conn::{Phase, Watch},
+    gated::GatedIo,
     protocol::{Builders, Protocol},
     service::Adapter,
     settings::{Keepalive, Settings, SHED_SLOTS},
     socket::Accept,
 };
-use crate::{error::BoxError, event::Event, shutdown::ShutdownHandle};
+use crate::{error::BoxError, event::Event, gate::WriteGate, shutdown::ShutdownHandle};
 
 mod body;
 mod conn;
+mod gated;
 mod protocol;
 mod service;
 mod settings;
@@ -593,24 +595,26 @@ where
     /// ([`limit::client_ip`](crate::limit::client_ip) reads it).
     fn serve_connection(&self, tcp: TcpStream, permit: OwnedSemaphorePermit) {
         let started = Arc::new(AtomicBool::new(false));
+        let gate = WriteGate::new();
         let adapter = Adapter::new(
             self.service.clone(),
             self.settings.request_timeout,
             started.clone(),
             tcp.peer_addr().ok(),
+            gate.clone(),
         );
         let watch = self.watch(started, None);
         #[cfg(feature = "tls")]
         if let Some(tls) = self.tls.clone() {
             tokio::spawn(async move {
-                tls.serve(tcp, adapter, watch).await;
+                tls.serve(tcp, adapter, watch, Some(gate)).await;
                 drop(permit);
             });
             return;
         }
         let builders = self.builders.clone();
         tokio::spawn(async move {
-            serve_tcp(tcp, adapter, &builders, watch).await;
+            serve_tcp(tcp, adapter, &builders, watch, gate).await;
             drop(permit);
         });
     }
@@ -627,7 +631,7 @@ where
         #[cfg(feature = "tls")]
         if let Some(tls) = self.tls.clone() {
             tokio::spawn(async move {
-                tls.serve(tcp, service, watch).await;
+                tls.serve(tcp, service, watch, None).await;
                 drop(permit);
             });
             return;
@@ -658,8 +662,14 @@ where
 /// A plain TCP connection: HTTP/1.1 or h2c (peeked at, nothing consumed: see
 /// `protocol`), each served by hyper's connection for its protocol, boxed on its own.
 /// A client that sends nothing is closed at the head deadline, as by `conn::drive`.
-async fn serve_tcp<S>(tcp: TcpStream, adapter: S, builders: &Builders, watch: Watch)
-where
+/// An HTTP/1.1 connection's writes work `gate` (see `gated`).
+async fn serve_tcp<S>(
+    tcp: TcpStream,
+    adapter: S,
+    builders: &Builders,
+    watch: Watch,
+    gate: WriteGate,
+) where
     S: hyper::service::HttpService<hyper::body::Incoming> + Send + 'static,
     S::Future: Send + 'static,
     S::ResBody: Send + 'static,
@@ -671,13 +681,14 @@ where
         detected = protocol::detect(&tcp, deadline) => detected,
         _ = conn::stopping(watch.phase.clone()) => Ok(None),
     };
-    let io = TokioIo::new(tcp);
     match detected {
         Ok(Some(Protocol::Http1)) => {
+            let io = TokioIo::new(GatedIo::new(tcp, Some(gate)));
             let conn = Box::pin(builders.h1.serve_connection(io, adapter));
             conn::drive(conn, watch).await;
         }
         Ok(Some(Protocol::H2c)) => {
+            let io = TokioIo::new(tcp);
             let conn = Box::pin(builders.h2.serve_connection(io, adapter));
             conn::drive(conn, watch).await;
         }

@@ -23,7 +23,7 @@ use tokio::time::Sleep;
 use tower_service::Service;
 
 use super::body::{Progress, RequestBody};
-use crate::error::BoxError;
+use crate::{error::BoxError, gate::WriteGate};
 
 /// The response body: the service's, or the server's own `408`.
 pub(crate) type ServerBody<B> = Either<B, Full<Bytes>>;
@@ -36,6 +36,8 @@ pub(crate) struct Adapter<S> {
     started: Arc<AtomicBool>,
     /// The client's address, put in every request's extensions.
     peer: Option<SocketAddr>,
+    /// The connection's write gate, put in every request's extensions.
+    gate: WriteGate,
 }
 
 impl<S> Adapter<S> {
@@ -44,12 +46,14 @@ impl<S> Adapter<S> {
         body_timeout: Duration,
         started: Arc<AtomicBool>,
         peer: Option<SocketAddr>,
+        gate: WriteGate,
     ) -> Self {
         Self {
             inner,
             body_timeout,
             started,
             peer,
+            gate,
         }
     }
 }
@@ -72,6 +76,7 @@ where
         if let Some(peer) = self.peer {
             req.extensions_mut().insert(peer);
         }
+        req.extensions_mut().insert(self.gate.clone());
         // A body that is complete from the start (a `GET`) needs no deadline.
         let (progress, deadline) = if req.body().is_end_stream() {
             (None, None)

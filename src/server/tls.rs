@@ -25,8 +25,10 @@ use tokio_rustls::{server::TlsStream, TlsAcceptor};
 
 use super::{
     conn::{Phase, Watch},
+    gated::GatedIo,
     Server,
 };
+use crate::gate::WriteGate;
 
 /// The ALPN protocols offered, in the server's order of preference: HTTP/2, then
 /// HTTP/1.1.
@@ -238,7 +240,7 @@ pub(crate) struct Tls {
 }
 
 /// A connection after its handshake, as hyper reads it.
-pub(crate) type TlsIo = TokioIo<TlsStream<TcpStream>>;
+pub(crate) type TlsIo = TokioIo<GatedIo<TlsStream<TcpStream>>>;
 
 impl Tls {
     /// `http` is the server's hyper builder (both protocols, its settings).
@@ -252,11 +254,13 @@ impl Tls {
 
     /// The handshake on `tcp`, within `watch.head_timeout`, and hyper's builder for the
     /// protocol ALPN chose; `None` when the handshake failed, took too long, or the
-    /// server began shutting down meanwhile (the connection is then dropped).
+    /// server began shutting down meanwhile (the connection is then dropped). Unless
+    /// ALPN chose h2, the connection's writes work `gate` (see `gated`).
     pub(crate) async fn accept(
         &self,
         tcp: TcpStream,
         watch: &mut Watch,
+        gate: Option<WriteGate>,
     ) -> Option<(TlsIo, &auto::Builder<TokioExecutor>)> {
         let peer = tcp.peer_addr().ok();
         let handshake = tokio::time::timeout(watch.head_timeout, self.acceptor.accept(tcp));
@@ -266,19 +270,24 @@ impl Tls {
             () = shutting_down(&mut watch.phase) => return None,
             done = handshake => handshaken(done, peer, watch.head_timeout)?,
         };
-        let http = match tls.get_ref().1.alpn_protocol() {
-            Some(b"h2") => &self.h2,
-            _ => &self.h1,
+        let (http, gate) = match tls.get_ref().1.alpn_protocol() {
+            Some(b"h2") => (&self.h2, None),
+            _ => (&self.h1, gate),
         };
-        Some((TokioIo::new(tls), http))
+        Some((TokioIo::new(GatedIo::new(tls, gate)), http))
     }
 }
 
 impl Tls {
     /// Serves `service` on `tcp` after the handshake (see [`Tls::accept`]), until the
     /// connection ends; for the served connections and the answers past the cap alike.
-    pub(crate) async fn serve<S, B>(&self, tcp: TcpStream, service: S, mut watch: Watch)
-    where
+    pub(crate) async fn serve<S, B>(
+        &self,
+        tcp: TcpStream,
+        service: S,
+        mut watch: Watch,
+        gate: Option<WriteGate>,
+    ) where
         S: hyper::service::Service<
                 http::Request<hyper::body::Incoming>,
                 Response = http::Response<B>,
@@ -290,7 +299,7 @@ impl Tls {
         B::Data: Send,
         B::Error: Into<Box<dyn StdError + Send + Sync>>,
     {
-        if let Some((io, http)) = self.accept(tcp, &mut watch).await {
+        if let Some((io, http)) = self.accept(tcp, &mut watch, gate).await {
             let conn = Box::pin(http.serve_connection(io, service).into_owned());
             super::conn::drive(conn, watch).await;
         }

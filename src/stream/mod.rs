@@ -19,7 +19,7 @@ use std::{
     future::Future,
     pin::Pin,
     sync::{Arc, Mutex},
-    task::{Context, Poll},
+    task::{ready, Context, Poll},
 };
 
 use bytes::{Bytes, BytesMut};
@@ -40,6 +40,7 @@ use crate::{
     config::Config,
     error::{BoxError, SlowClientError},
     event::Encode,
+    gate::WriteGate,
     heartbeat::{Choice, HeartbeatTimer},
     limit::Permit,
     state::LayerState,
@@ -74,6 +75,8 @@ pin_project! {
         frame: BytesMut,
         // `frame` ends with one encoded event that goes out in the next frame.
         carried: bool,
+        // The last frame was full: the next one is allocated at its size at once.
+        busy: bool,
         heartbeat: Option<HeartbeatTimer>,
         // Fires at the stream's `max_lifetime` (jittered); `None` without one, and once
         // it fired.
@@ -82,6 +85,8 @@ pin_project! {
         // drains.
         stop: Option<Stop>,
         done: bool,
+        // The connection's write gate: no frame while its transport is full.
+        gate: Option<WriteGate>,
         guard: Guard,
     }
 }
@@ -152,12 +157,22 @@ where
             source,
             frame: BytesMut::new(),
             carried: false,
+            busy: false,
             heartbeat,
             lifetime,
             stop: None,
             done: false,
+            gate: None,
             guard,
         }
+    }
+}
+
+impl<St> EventsBody<St> {
+    /// The body makes no frame while `gate` is closed.
+    pub(crate) fn gated(mut self, gate: WriteGate) -> Self {
+        self.gate = Some(gate);
+        self
     }
 }
 
@@ -172,8 +187,22 @@ where
         self.done
     }
 
+    /// The next frame. With a write gate, a frame closes it: the next one is made once
+    /// hyper has written this one out (see [`WriteGate`]).
     #[inline]
     pub(crate) fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = self.as_mut().poll_next_frame(cx);
+        if let (Poll::Ready(Some(Ok(_))), Some(gate)) = (&polled, &self.gate) {
+            gate.close();
+        }
+        polled
+    }
+
+    #[inline(always)]
+    fn poll_next_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
@@ -182,11 +211,21 @@ where
             if *this.done {
                 return Poll::Ready(None);
             }
+            if let Some(gate) = this.gate.as_ref() {
+                ready!(gate.poll_open(cx));
+            }
             if this.stop.is_none() {
                 *this.stop = poll_stop(this.lifetime, this.guard, cx);
                 if this.stop.is_some() {
                     stop_source(this.source.as_mut(), this.guard);
                 }
+            }
+            if *this.busy {
+                // Allocated now, when hyper asks for the frame: with the write gate,
+                // once it wrote out the last one.
+                *this.busy = false;
+                let cap = frame_capacity(this.guard.config.frame_bytes());
+                this.frame.reserve(cap.saturating_sub(this.frame.len()));
             }
             let fill = match fill(
                 this.source.as_mut(),
@@ -205,7 +244,8 @@ where
                 this.source.set(Source::Done);
             }
             if !this.frame.is_empty() {
-                let bytes = take_frame(this.frame, this.carried, &fill, this.guard);
+                let flags = (&mut *this.carried, &mut *this.busy);
+                let bytes = take_frame(this.frame, flags, &fill, this.guard);
                 if let Some(hb) = this.heartbeat.as_mut() {
                     hb.wrote();
                 }
@@ -334,22 +374,40 @@ fn fill_from_queue(
 
 /// Splits off the frame to send and counts it.
 #[inline(always)]
-fn take_frame(frame: &mut BytesMut, carried: &mut bool, fill: &Fill, guard: &mut Guard) -> Bytes {
+fn take_frame(
+    frame: &mut BytesMut,
+    (carried, busy): (&mut bool, &mut bool),
+    fill: &Fill,
+    guard: &mut Guard,
+) -> Bytes {
     let config = &*guard.config;
     *carried = fill.split_at.is_some();
     let full = *carried
         || frame.len() >= config.frame_bytes()
         || (guard.queue.is_some() && fill.events >= config.limits.events());
-    let bytes = match fill.split_at {
-        Some(at) => frame.split_to(at).freeze(),
-        None => frame.split().freeze(),
+    // The frame sent owns its allocation alone: the carried event is copied out, so
+    // the next frame's bytes do not keep the allocation alive (and touched) while
+    // hyper holds the frame. The next frame is allocated when it is filled.
+    let next = match fill.split_at {
+        Some(at) => {
+            let next = BytesMut::from(&frame[at..]);
+            frame.truncate(at);
+            next
+        }
+        None => BytesMut::new(),
     };
-    if !full {
-        // A quiet stream does not keep spare frame capacity alive.
-        *frame = BytesMut::new();
-    }
+    *busy = full;
+    let bytes = std::mem::replace(frame, next).freeze();
     guard.sent(fill.events as u64, bytes.len() as u64);
     bytes
+}
+
+/// The allocation of a busy stream's frame: the cap and room for the event that
+/// crosses it, so that it does not grow by doubling; at most 256 KiB (a larger frame
+/// grows as it fills).
+#[inline]
+fn frame_capacity(cap: usize) -> usize {
+    cap.saturating_add(cap / 8).min(256 * 1024)
 }
 
 /// The event that ends a stopped stream: shutdown's, or the lifetime's `retry:` hint.
