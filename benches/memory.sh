@@ -162,8 +162,9 @@ idle() { # idle N
   ) &
   local sampler=$!
   local line
-  line=$(taskset -c 1 "$out/sse-loadgen" --url "http://127.0.0.1:$port" --scenario idle --conns "$n" \
-    --hb-ms 1000 --secs "$SECS" --warmup "$WARMUP" --rate "$RATE" --pid "$pid" --json 2>"$out/loadgen.$n.txt")
+  line=$(taskset -c 1 "$out/sse-loadgen" idle "http://127.0.0.1:$port/idle?hb_ms=1000" --connections "$n" \
+    --heartbeat-ms 1000 --duration "$SECS" --warmup "$WARMUP" --rate "$RATE" --pid "$pid" \
+    --format json 2>"$out/loadgen.$n.txt")
   stop
   wait "$sampler" 2>/dev/null || true
   echo "== idle: $n connections, /idle?hb_ms=1000${SERVER_ENV:+, $SERVER_ENV}"

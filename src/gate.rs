@@ -12,11 +12,13 @@
 //! hyper writes each frame with one `writev` either way.
 //!
 //! The gate travels in the request's extensions (put there by the `server` feature's
-//! `Server` for HTTP/1 connections); a body without one is never gated.
+//! `Server`); a body without one is never gated, nor is one whose connection's
+//! transport did not arm the gate (HTTP/2, where hyper polls each stream's body on
+//! its own and flushes for all of them).
 
 use std::{
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicU8, Ordering},
         Arc,
     },
     task::{Context, Poll},
@@ -24,47 +26,77 @@ use std::{
 
 use atomic_waker::AtomicWaker;
 
+/// No transport reports to the gate (an HTTP/2 connection): it never closes.
+const UNARMED: u8 = 0;
+const OPEN: u8 = 1;
+const CLOSED: u8 = 2;
+
 /// One connection's gate; clones share it.
 #[derive(Clone, Default)]
 pub(crate) struct WriteGate(Arc<Inner>);
 
-#[derive(Default)]
 struct Inner {
-    closed: AtomicBool,
+    state: AtomicU8,
     /// The body waiting for the gate to open.
     waker: AtomicWaker,
 }
 
+impl Default for Inner {
+    fn default() -> Self {
+        Self {
+            state: AtomicU8::new(UNARMED),
+            waker: AtomicWaker::new(),
+        }
+    }
+}
+
 impl WriteGate {
-    /// An open gate.
+    /// A gate that stays open until a transport arms it.
     #[cfg_attr(not(feature = "server"), allow(dead_code))]
     pub(crate) fn new() -> Self {
         Self::default()
     }
 
-    /// A frame was handed to hyper, or the transport refused a write.
+    /// A transport that opens the gate once hyper has flushed reports to it.
     #[cfg_attr(not(feature = "server"), allow(dead_code))]
+    pub(crate) fn arm(&self) {
+        self.0.state.store(OPEN, Ordering::Release);
+    }
+
+    /// A frame was handed to hyper, or the transport refused a write. An unarmed gate
+    /// stays open.
     pub(crate) fn close(&self) {
-        self.0.closed.store(true, Ordering::Release);
+        let _ = self
+            .0
+            .state
+            .compare_exchange(OPEN, CLOSED, Ordering::AcqRel, Ordering::Acquire);
     }
 
     /// The transport has written everything it was given: wakes a waiting body.
     #[cfg_attr(not(feature = "server"), allow(dead_code))]
     pub(crate) fn open(&self) {
-        if self.0.closed.swap(false, Ordering::AcqRel) {
+        let opened =
+            self.0
+                .state
+                .compare_exchange(CLOSED, OPEN, Ordering::AcqRel, Ordering::Acquire);
+        if opened.is_ok() {
             self.0.waker.wake();
         }
+    }
+
+    fn is_closed(&self) -> bool {
+        self.0.state.load(Ordering::Acquire) == CLOSED
     }
 
     /// `Ready` while the gate is open; otherwise `Pending`, woken when it opens.
     #[inline]
     pub(crate) fn poll_open(&self, cx: &mut Context<'_>) -> Poll<()> {
-        if !self.0.closed.load(Ordering::Acquire) {
+        if !self.is_closed() {
             return Poll::Ready(());
         }
         self.0.waker.register(cx.waker());
         // Opened meanwhile: its wake may have missed the registration.
-        if self.0.closed.load(Ordering::Acquire) {
+        if self.is_closed() {
             Poll::Pending
         } else {
             Poll::Ready(())
@@ -75,7 +107,7 @@ impl WriteGate {
 impl std::fmt::Debug for WriteGate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WriteGate")
-            .field("closed", &self.0.closed.load(Ordering::Relaxed))
+            .field("closed", &self.is_closed())
             .finish()
     }
 }
@@ -103,7 +135,10 @@ mod tests {
         let waker = Waker::from(count.clone());
         let mut cx = Context::from_waker(&waker);
         let gate = WriteGate::new();
+        // Unarmed (no transport reports to it): never closed.
+        gate.close();
         assert!(gate.poll_open(&mut cx).is_ready());
+        gate.arm();
         gate.close();
         assert!(gate.poll_open(&mut cx).is_pending());
         assert_eq!(count.0.load(Ordering::SeqCst), 0);

@@ -24,7 +24,11 @@ pub(crate) struct GatedIo<T> {
 }
 
 impl<T> GatedIo<T> {
+    /// Arms `gate`: from now on it closes and opens with this transport.
     pub(crate) fn new(io: T, gate: Option<WriteGate>) -> Self {
+        if let Some(gate) = &gate {
+            gate.arm();
+        }
         Self { io, gate }
     }
 
@@ -85,5 +89,93 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for GatedIo<T> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        convert::Infallible,
+        sync::{
+            atomic::{AtomicUsize, Ordering},
+            Arc,
+        },
+        time::Duration,
+    };
+
+    use hyper_util::rt::TokioIo;
+    use tokio::io::AsyncWriteExt as _;
+    use tower::ServiceExt as _;
+
+    use super::*;
+    use crate::{Event, SseLayer, SseResponse};
+
+    /// What the kernel would hold: the client's end of an in-memory pipe this big.
+    const PIPE: usize = 4096;
+    const FRAME: usize = 1024;
+    const EVENT: usize = 108;
+
+    /// Serves an endless stream of `EVENT`-byte events in `FRAME`-byte frames over a
+    /// pipe whose client sends a request and never reads; returns the bytes of events
+    /// the source made once it stopped being polled.
+    async fn made_for_a_stalled_reader(gate: Option<WriteGate>) -> usize {
+        let made = Arc::new(AtomicUsize::new(0));
+        let count = made.clone();
+        let sse = SseLayer::new().max_frame_bytes(FRAME).no_heartbeat();
+        let inner = tower::service_fn(move |_req: http::Request<hyper::body::Incoming>| {
+            let count = count.clone();
+            let events = futures_util::stream::repeat_with(move || {
+                count.fetch_add(EVENT, Ordering::Relaxed);
+                Ok::<_, Infallible>(Event::new().data("x".repeat(EVENT - 8)))
+            });
+            std::future::ready(Ok::<_, Infallible>(SseResponse::new(events)))
+        });
+        let service = tower_layer::Layer::layer(&sse, inner);
+        let request_gate = gate.clone();
+        let hyper_service = hyper::service::service_fn(move |mut req| {
+            if let Some(gate) = &request_gate {
+                req.extensions_mut().insert(gate.clone());
+            }
+            service.clone().oneshot(req)
+        });
+        let (mut client, server) = tokio::io::duplex(PIPE);
+        let io = TokioIo::new(GatedIo::new(server, gate));
+        let conn = hyper::server::conn::http1::Builder::new()
+            .max_buf_size(8192)
+            .serve_connection(io, hyper_service);
+        let conn = tokio::spawn(conn);
+        client
+            .write_all(b"GET /stream HTTP/1.1\r\nhost: test\r\n\r\n")
+            .await
+            .unwrap();
+        // Until the source has not been polled for 10 looks in a row (5 s at most).
+        let (mut last, mut same) = (usize::MAX, 0);
+        for _ in 0..500 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            let now = made.load(Ordering::Relaxed);
+            same = if now == last { same + 1 } else { 0 };
+            last = now;
+            if same == 10 {
+                break;
+            }
+        }
+        assert_eq!(same, 10, "the source never stopped: {last} bytes made");
+        conn.abort();
+        last
+    }
+
+    #[tokio::test]
+    async fn a_stalled_reader_holds_one_frame_in_hyper() {
+        let gated = made_for_a_stalled_reader(Some(WriteGate::new())).await;
+        let ungated = made_for_a_stalled_reader(None).await;
+        // The pipe, the frame hyper could not write, and the event that did not fit
+        // in it (the response head takes part of the pipe).
+        assert!(gated <= PIPE + FRAME + EVENT, "gated: {gated} bytes made");
+        // Without the gate hyper takes more frames while it holds less than its
+        // buffer limit, and the body builds one more (here 8,856 bytes against 4,968).
+        assert!(
+            ungated >= gated + 2 * FRAME,
+            "ungated: {ungated}, gated: {gated}"
+        );
     }
 }
