@@ -38,7 +38,8 @@
 #   SERVERS=...      a subset of: tower-sse axum floor tower-sse-timer (the demo with
 #                    HEARTBEAT=timer: Heartbeat::per_stream_timer) tower-sse-nocoalesce
 #                    (the demo with FANOUT_COALESCE_MS=0) tower-sse-owned (the demo with
-#                    STREAM_EVENTS=owned: /stream events as Event + String)
+#                    STREAM_EVENTS=owned: /stream events as Event + String) axum-owned
+#                    (the axum reference with STREAM_EVENTS=owned: Event::data(String))
 #   SERVER_CPU=0 LOADGEN_CPU=1 NOFILE=20000
 #   NO_BUILD=1       use the binaries already built (target/release/examples/{demo,axum_ref},
 #                    target/release/sse-loadgen; $CARGO_TARGET_DIR instead of target/ if set)
@@ -182,6 +183,7 @@ start_server() {
   tower-sse-nocoalesce) exe=$bin/demo extra=(FANOUT_COALESCE_MS=0) ;;
   tower-sse-owned) exe=$bin/demo extra=(STREAM_EVENTS=owned) ;;
   axum) exe=$bin/axum_ref ;;
+  axum-owned) exe=$bin/axum_ref extra=(STREAM_EVENTS=owned) ;;
   floor) exe=$bin/axum_ref floor=1 ;;
   *) echo "unknown server $name" >&2; return 1 ;;
   esac

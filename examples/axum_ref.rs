@@ -174,9 +174,35 @@ where
 }
 
 async fn stream_handler(uri: Uri) -> axum::response::Response {
-    let events =
-        stream::iter(0u64..).map(|seq| Ok(Event::default().data(payload::stream_payload(seq))));
-    with_keep_alive(Sse::new(events), param(&uri, "hb_ms", 15_000))
+    let hb_ms = param(&uri, "hb_ms", 15_000);
+    if owned_stream_events() {
+        let events = stream::iter(0u64..).map(|seq| Ok(owned_event(seq)));
+        return with_keep_alive(Sse::new(events), hb_ms);
+    }
+    let events = stream::iter(0u64..).map(|seq| Ok(written_event(seq)));
+    with_keep_alive(Sse::new(events), hb_ms)
+}
+
+/// `/stream` event `seq`, its data written by the demo's payload function straight
+/// into the event's buffer (axum's `Event::into_data_writer`), as the demo writes it
+/// straight into the frame.
+fn written_event(seq: u64) -> Event {
+    let mut writer = Event::default().into_data_writer();
+    // axum's writer takes any text.
+    let _ = payload::write_stream_payload(seq, &mut writer);
+    writer.into_event()
+}
+
+/// `/stream` event `seq` with `STREAM_EVENTS=owned`: the payload as a `String`, copied
+/// into the event (as the demo's `STREAM_EVENTS=owned` moves it into its `Event`).
+fn owned_event(seq: u64) -> Event {
+    Event::default().data(payload::stream_payload(seq))
+}
+
+/// `STREAM_EVENTS=owned` in the environment (read once).
+fn owned_stream_events() -> bool {
+    static OWNED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *OWNED.get_or_init(|| std::env::var("STREAM_EVENTS").is_ok_and(|v| v == "owned"))
 }
 
 async fn idle(uri: Uri) -> axum::response::Response {

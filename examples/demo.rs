@@ -85,7 +85,7 @@ use tokio::{
 use tokio_stream::Stream;
 use tower::Layer as _;
 use tower_sse::{
-    event::{DisplayData, Either},
+    event::{Either, WriteWith},
     hub::{History, Hub, Lag, MultiSubscription, Resume, Subscription},
     server::{tls_config_from_pem, RequestBody, Server},
     BoxError, BufferLimits, DataEvent, Event, Heartbeat, LastEventId, Message, Overflow, SseLayer,
@@ -817,7 +817,8 @@ impl Stream for Events {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let message = match self.get_mut() {
             Events::Seq(seq) => {
-                let event = DataEvent::display(StreamPayload(*seq));
+                let event =
+                    DataEvent::write_with(*seq, |seq, w| payload::write_stream_payload(*seq, w));
                 *seq = seq.wrapping_add(1);
                 return Poll::Ready(Some(Ok(Either::Right(event))));
             }
@@ -866,24 +867,15 @@ impl Stream for Events {
     }
 }
 
-/// What [`Events`] yields: a [`Message`], or a `/stream` event written into the frame.
-type Item = Either<Message, DataEvent<DisplayData<StreamPayload>>>;
+/// What [`Events`] yields: a [`Message`], or a `/stream` event written into the frame
+/// by the payload function the axum reference writes its events with.
+type Item = Either<Message, DataEvent<WriteWith<u64>>>;
 
 /// A hub subscription's poll, as an [`Events`] poll.
 fn left(
     polled: Poll<Option<Result<Message, Infallible>>>,
 ) -> Poll<Option<Result<Item, Infallible>>> {
     polled.map(|next| next.map(|message| message.map(Either::Left)))
-}
-
-/// `/stream` event `seq`'s data, written by the payload function the axum reference
-/// builds its `String`s with, straight into the frame.
-struct StreamPayload(u64);
-
-impl std::fmt::Display for StreamPayload {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        payload::write_stream_payload(self.0, f)
-    }
 }
 
 /// `STREAM_EVENTS=owned` in the environment: `/stream` makes an `Event` with a

@@ -137,12 +137,16 @@ impl SseLayer {
     /// frame with as few system calls as it can). An event larger than this still goes
     /// out, in a frame of its own. Default 64 KiB; never more than the buffer's byte cap.
     ///
-    /// The frame is also the unit of what a client that stops reading holds: hyper
-    /// keeps taking frames while its write queue holds less than its buffer limit, so
-    /// such a client holds up to that limit plus one frame over HTTP/1.1, and up to two
-    /// frames plus h2's send buffer per HTTP/2 stream (see [`BufferLimits`]). 16 KiB
-    /// frames halve a stalled reader's memory against 64 KiB ones; fewer bytes per
-    /// write cost some throughput on a single fast connection.
+    /// The frame is also the unit of what a client that stops reading holds. Served by
+    /// [`server::Server`](crate::server::Server) (feature `server`), an HTTP/1.1
+    /// connection's write gate keeps one frame at a time in hyper: a stalled reader
+    /// holds one frame (allocated at 9/8 of this cap) and the connection's own state,
+    /// and nothing more. Served otherwise (`axum::serve`, your own hyper loop), hyper
+    /// keeps taking frames while its write queue holds less than its buffer limit:
+    /// up to that limit plus two frames. Over HTTP/2, up to two frames plus h2's send
+    /// buffer per stream (see [`BufferLimits`]). The demo's 12 KiB frames keep a
+    /// stalled reader within 24 KiB of RSS; bigger frames mean fewer writes on a fast
+    /// connection (RELIABILITY.md, "Memory per connection"; BENCHMARKS.md).
     ///
     /// ```
     /// let layer = tower_sse::SseLayer::new().max_frame_bytes(16 * 1024);

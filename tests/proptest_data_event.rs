@@ -3,8 +3,8 @@
 //!
 //! - the `DataEvent` builder refuses exactly the values `Event`'s refuses, with the
 //!   same `EventErrorKind`;
-//! - whatever writes the data (bytes, `Display`, a closure that writes it in random
-//!   pieces, serde), the bytes are exactly those of the `Event` with the same fields
+//! - whatever writes the data (bytes, `Display`, a closure or `write_with`'s function
+//!   that writes it in random pieces, serde), the bytes are exactly those of the `Event` with the same fields
 //!   (for JSON: `Event::json_data` of the same value), in both of the layer's modes;
 //! - eventsource-stream parses them back into exactly the input (line breaks
 //!   normalised to `\n`, as tests/proptest_roundtrip.rs explains).
@@ -215,11 +215,16 @@ fn data_written_in_pieces_is_the_events_bytes_and_parses_back() {
     proptest!(ProptestConfig::with_cases(256), |(input in input(), split in any::<Index>())| {
         let event = Event::new().data(input.data.clone());
         let pieces = pieces(&input.data, &input.cuts);
+        let with = DataEvent::write_with(pieces.clone(), |pieces, w| {
+            pieces.iter().try_for_each(|p| w.write_str(p))
+        });
         let written = DataEvent::from_fn(move |w| pieces.iter().try_for_each(|p| w.write_str(p)));
         let Ok((event, written)) = build(&input, event, written) else {
             return Ok(());
         };
         check(&rt, &input, &input.data, &event, written, split)?;
+        let (_, with) = build(&input, Event::new().data(input.data.clone()), with).unwrap();
+        check(&rt, &input, &input.data, &event, with, split)?;
     });
 }
 

@@ -51,11 +51,18 @@ pub(crate) use self::queue::{fits_frame, Pushed, Queue, Take};
 /// # Memory per connection
 ///
 /// What a client that stops reading holds in the server, at most (`F` the frame cap,
-/// `min(max_frame_bytes, bytes())`; `B` hyper's HTTP/1 write buffer limit):
+/// `min(max_frame_bytes, bytes())`; `B` hyper's HTTP/1 write buffer limit; `C` the
+/// connection at rest):
 ///
-/// - [`Overflow::Wait`] without a stall timeout: no queue. The frame being built (up
-///   to `F` plus the one event that did not fit), and hyper's write queue: hyper takes
-///   body frames while it holds less than `B`, so up to `B + F`.
+/// - [`Overflow::Wait`] without a stall timeout: no queue.
+///   - HTTP/1.1 served by [`server::Server`](crate::server::Server) (feature
+///     `server`): `C + 9F/8`. Its write gate keeps one frame at a time in hyper (a frame
+///     handed over closes it, hyper's flush of everything it holds opens it), and the
+///     body builds nothing while the gate is closed; a busy stream's frame is
+///     allocated at `9F/8`, room for the event that crosses the cap.
+///   - HTTP/1.1 served otherwise: `C + B + 2F`. hyper takes body frames while it holds
+///     less than `B`, writable socket or not (up to `B + F`), plus the frame being
+///     built.
 /// - Any other policy, or a stall timeout: the same, plus the queue: at most
 ///   `bytes()` of encoded events in at most `events()` entries (each its own
 ///   allocation, about 40 bytes of bookkeeping more).
@@ -63,9 +70,9 @@ pub(crate) use self::queue::{fits_frame, Pushed, Queue, Take};
 ///   frames (one in h2, one waiting for send capacity), times the streams open on the
 ///   connection.
 ///
-/// Measured (`benches/memory.sh`, RELIABILITY.md): with `F` = 16 KiB and `B` = 16 KiB, a
-/// stalled HTTP/1.1 reader grows the server's RSS by 41–50 KiB (89 KiB with 64 KiB and
-/// 64 KiB), a stalled h2 stream by 19.5 KiB (71 KiB with 64 KiB frames). Lower
+/// Measured (`benches/memory.sh`, RELIABILITY.md; the demo: `F` = 12 KiB, jemalloc): a
+/// stalled HTTP/1.1 reader grows the server's RSS by 22.8 KiB on `/stream` and 24.0 KiB
+/// on `/slow` (1 KiB events), a stalled h2 stream by 18.8 KiB. Lower
 /// [`SseLayer::max_frame_bytes`](crate::SseLayer::max_frame_bytes) to lower it.
 ///
 /// ```

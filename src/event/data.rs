@@ -159,6 +159,27 @@ impl<F: Fn(&mut DataWriter<'_>) -> fmt::Result> DataEvent<FnData<F>> {
     }
 }
 
+impl<T> DataEvent<WriteWith<T>> {
+    /// An event whose data `write` writes from `value` when the event is encoded: a
+    /// closure that captures nothing (it coerces to the `fn` pointer) and the value it
+    /// reads. Like [`DataEvent::from_fn`], with a type that can be named, for a
+    /// `Stream` implemented by hand (`type Item = Result<DataEvent<WriteWith<u64>>, _>`)
+    /// and without the `Display` machinery of [`DataEvent::display`].
+    ///
+    /// ```
+    /// use std::fmt::Write as _;
+    /// use tower_sse::event::{DataEvent, DataWriter, WriteWith};
+    ///
+    /// fn tick(n: u64) -> DataEvent<WriteWith<u64>> {
+    ///     DataEvent::write_with(n, |n, w: &mut DataWriter<'_>| write!(w, "{{\"n\":{n}}}"))
+    /// }
+    /// assert_eq!(tick(7).encode().unwrap().as_bytes(), &b"data: {\"n\":7}\n\n"[..]);
+    /// ```
+    pub fn write_with(value: T, write: fn(&T, &mut DataWriter<'_>) -> fmt::Result) -> Self {
+        Self::with_data(WriteWith { value, write })
+    }
+}
+
 impl<D> DataEvent<D> {
     const fn with_data(data: D) -> Self {
         Self {
@@ -458,6 +479,42 @@ impl<F: Fn(&mut DataWriter<'_>) -> fmt::Result> Data for FnData<F> {
     #[inline]
     fn write_data(&self, w: &mut DataWriter<'_>) -> Result<(), DataError> {
         (self.0)(w).map_err(|_| DataError::fmt())
+    }
+}
+
+/// The data of [`DataEvent::write_with`]: a value and the function that writes it.
+#[derive(Clone, Copy)]
+pub struct WriteWith<T> {
+    value: T,
+    write: fn(&T, &mut DataWriter<'_>) -> fmt::Result,
+}
+
+impl<T> WriteWith<T> {
+    /// The value.
+    ///
+    /// ```
+    /// use std::fmt::Write as _;
+    ///
+    /// let event = tower_sse::event::DataEvent::write_with(7_u8, |n, w| write!(w, "{n}"));
+    /// assert_eq!(event.data().get(), &7);
+    /// ```
+    pub fn get(&self) -> &T {
+        &self.value
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for WriteWith<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("WriteWith").field(&self.value).finish()
+    }
+}
+
+impl<T> sealed::Sealed for WriteWith<T> {}
+
+impl<T> Data for WriteWith<T> {
+    #[inline]
+    fn write_data(&self, w: &mut DataWriter<'_>) -> Result<(), DataError> {
+        (self.write)(&self.value, w).map_err(|_| DataError::fmt())
     }
 }
 
