@@ -14,6 +14,7 @@ Lines with an "error" field (a measurement that failed) are listed, not used.
 """
 
 import json
+import os
 import re
 import math
 import statistics
@@ -22,6 +23,9 @@ from collections import defaultdict
 from pathlib import Path
 
 SERVER_ORDER = ["tower-sse", "axum", "floor"]
+# The server every ratio is taken against (REF=axum-owned: the axum reference's
+# `Event::data(String)` path, see benches/run.sh).
+REF = os.environ.get("REF", "axum")
 COLORS = {"tower-sse": "#d62728", "axum": "#1f77b4", "floor": "#7f7f7f"}
 CASE_ORDER = [
     "stream-1", "stream-16",
@@ -137,8 +141,8 @@ def table(path):
         )
         out.append("")
     out.append(
-        "Each cell: the median over the rounds, then (×min / ×median) of its ratio to axum measured in "
-        "the same round (×r with a single round). A ratio below 1 is less than axum: better for CPU, "
+        f"Each cell: the median over the rounds, then (×min / ×median) of its ratio to {REF} measured in "
+        f"the same round (×r with a single round). A ratio below 1 is less than {REF}: better for CPU, "
         "writes, memory, gaps and latency; worse for events/s."
     )
     for case in sorted(by_case, key=case_key):
@@ -152,7 +156,7 @@ def table(path):
         out.append("")
         out.append("| server | connected | " + " | ".join(m[1] for m in metrics) + " |")
         out.append("|---|---:|" + "---:|" * len(metrics))
-        axum = {r["run"]: r for r in rs if r["server"] == "axum"}
+        axum = {r["run"]: r for r in rs if r["server"] == REF}
         for server in sorted({r["server"] for r in rs}, key=server_key):
             mine = [r for r in rs if r["server"] == server]
             connected = statistics.median(r.get("connected", 0) for r in mine)
@@ -163,7 +167,7 @@ def table(path):
                     cells.append("–")
                     continue
                 cell = fmt(statistics.median(values), how)
-                if server != "axum" and better is not None:
+                if server != REF and better is not None:
                     ratios = []
                     for r in mine:
                         a = axum.get(r["run"], {}).get(field)
