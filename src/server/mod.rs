@@ -45,6 +45,7 @@
 //! | small writes | `TCP_NODELAY` | |
 //! | dead peers | TCP keepalive and `TCP_USER_TIMEOUT` (Linux), see below | [`tcp_keepalive`](Server::tcp_keepalive) (30 s, 10 s, 3), [`tcp_user_timeout`](Server::tcp_user_timeout) (30 s) |
 //! | kernel memory | `TCP_NOTSENT_LOWAT` (Linux), optionally `SO_SNDBUF`, see below | [`tcp_notsent_lowat`](Server::tcp_notsent_lowat) (16 KiB), [`send_buffer_size`](Server::send_buffer_size) (none) |
+//! | stalled readers | the write gate: an SSE body on an HTTP/1.1 connection makes no frame while hyper still holds the last one (a frame handed to hyper closes the gate, hyper's flush of everything it holds opens it), so a client that stops reading holds one frame and nothing more (RELIABILITY.md: the demo's stalled `/stream` reader, 22.8 KiB of RSS) | always on for HTTP/1.1 (TLS too); HTTP/2 streams are not gated |
 //! | server memory | hyper's HTTP/1 write buffer and HTTP/2 per-stream send buffer | [`http1_max_buf_size`](Server::http1_max_buf_size) (64 KiB), [`http2_max_send_buf_size`](Server::http2_max_send_buf_size) (16 KiB), [`http2_max_concurrent_streams`](Server::http2_max_concurrent_streams) (200) |
 //! | shutdown | when the signal future resolves: stop accepting, end the layer's open streams ([`streams`](Server::streams)), let every connection finish its responses, drop those still open after the grace period; then [`serve`](Server::serve) returns | [`shutdown_grace`](Server::shutdown_grace) (3 s) |
 //!

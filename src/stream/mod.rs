@@ -220,13 +220,9 @@ where
                     stop_source(this.source.as_mut(), this.guard);
                 }
             }
-            if *this.busy {
-                // Allocated now, when hyper asks for the frame: with the write gate,
-                // once it wrote out the last one.
-                *this.busy = false;
-                let cap = frame_capacity(this.guard.config.frame_bytes());
-                this.frame.reserve(cap.saturating_sub(this.frame.len()));
-            }
+            // A busy stream's frame is allocated now, when hyper asks for it: with the
+            // write gate, once it wrote out the last one.
+            let reserved = std::mem::take(this.busy) && reserve(this.frame, this.guard);
             let fill = match fill(
                 this.source.as_mut(),
                 this.frame,
@@ -242,6 +238,11 @@ where
             };
             if fill.ended {
                 this.source.set(Source::Done);
+            }
+            if reserved && this.frame.is_empty() {
+                // Nothing was ready: a quiet stream keeps no spare capacity alive.
+                *this.frame = BytesMut::new();
+                *this.busy = true;
             }
             if !this.frame.is_empty() {
                 let flags = (&mut *this.carried, &mut *this.busy);
@@ -402,12 +403,18 @@ fn take_frame(
     bytes
 }
 
-/// The allocation of a busy stream's frame: the cap and room for the event that
+/// Allocates a busy stream's next frame at once: the cap and room for the event that
 /// crosses it, so that it does not grow by doubling; at most 256 KiB (a larger frame
-/// grows as it fills).
+/// grows as it fills). Whether it allocated.
 #[inline]
-fn frame_capacity(cap: usize) -> usize {
-    cap.saturating_add(cap / 8).min(256 * 1024)
+fn reserve(frame: &mut BytesMut, guard: &Guard) -> bool {
+    let cap = guard.config.frame_bytes();
+    let want = cap.saturating_add(cap / 8).min(256 * 1024);
+    if frame.capacity() >= want {
+        return false;
+    }
+    frame.reserve(want - frame.len());
+    true
 }
 
 /// The event that ends a stopped stream: shutdown's, or the lifetime's `retry:` hint.
