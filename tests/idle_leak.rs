@@ -141,10 +141,12 @@ fn raise_fd_limit(needed: u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closed_streams_with_a_day_long_heartbeat_leave_no_memory_behind() {
     raise_fd_limit(BATCH as u64 + 512);
-    // One malloc arena: the server's resident memory then follows what it holds,
-    // not how glibc spreads freed memory over an arena per thread (with one per
-    // thread, RSS wanders by a few MiB from batch to batch, leak or not).
-    let demo = Demo::start_with(&[("MALLOC_ARENA_MAX", "1")]).await;
+    // The demo's allocator is jemalloc (examples/shared/alloc.rs): one arena, and
+    // freed pages handed back at once instead of after its 10 s decay, so that the
+    // server's resident memory follows what it holds (with the defaults, RSS wanders
+    // by several MiB from batch to batch for as long as the decay lags, leak or not).
+    let conf = "narenas:1,dirty_decay_ms:0,muzzy_decay_ms:0";
+    let demo = Demo::start_with(&[("_RJEM_MALLOC_CONF", conf)]).await;
     let pid = demo_pid();
     let addr: SocketAddr = demo.url("").trim_start_matches("http://").parse().unwrap();
     let baseline = fds(pid);
