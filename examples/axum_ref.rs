@@ -11,7 +11,7 @@
 //!
 //! | request | axum (default) | `FLOOR=1` |
 //! |---|---|---|
-//! | `GET /stream?hb_ms=H` | `Sse` over an endless `stream::iter` of `Event::default().data(payload)`, `KeepAlive` every H ms (default 15000, `0`: none) | one body that writes 900 events (~64 KiB) into each frame, digits by hand; no heartbeat (it is never idle) |
+//! | `GET /stream?hb_ms=H` | `Sse` over an endless `stream::iter` of events whose data the payload function writes through `Event::into_data_writer` (`STREAM_EVENTS=owned`: `Event::default().data(payload)`), `KeepAlive` every H ms (default 15000, `0`: none) | one body that writes 900 events (~64 KiB) into each frame, digits by `itoa`; no heartbeat (it is never idle) |
 //! | `GET /idle?hb_ms=H` | `Sse` over `stream::pending()` with `KeepAlive` every H ms (default 1000) | one body with a `tokio::time::Interval`, answering each tick with the same static `:\n\n` frame |
 //! | `GET /fanout` | `Sse` over `BroadcastStream<String>` (lagged receivers skip what they lost), each subscriber encoding its own `Event`, `KeepAlive` 15 s | one body over `BroadcastStream<Bytes>` of events encoded once by the publisher: every delivery is the same shared frame |
 //! | `GET /health` | `ok` | `ok` |
@@ -308,18 +308,9 @@ impl http_body::Body for FloorStream {
         this.buf
             .reserve(FLOOR_EVENTS_PER_FRAME * (STREAM_DATA_LEN + 8));
         for _ in 0..FLOOR_EVENTS_PER_FRAME {
-            let mut digits = [0u8; 20];
-            let mut at = digits.len();
-            let mut n = this.seq;
-            loop {
-                at -= 1;
-                digits[at] = b'0' + (n % 10) as u8;
-                n /= 10;
-                if n == 0 {
-                    break;
-                }
-            }
-            let digits = &digits[at..];
+            // The digits as the servers' payload function writes them (`itoa`).
+            let mut digits = itoa::Buffer::new();
+            let digits = digits.format(this.seq).as_bytes();
             let pad = STREAM_DATA_LEN - r#"{"seq":,"pad":""}"#.len() - digits.len();
             this.buf.put_slice(br#"data: {"seq":"#);
             this.buf.put_slice(digits);
