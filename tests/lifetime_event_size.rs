@@ -553,6 +553,9 @@ async fn the_warning_names_the_size_and_the_limit_not_the_content() {
     let _guard = tracing_subscriber::registry()
         .with(capture.clone())
         .set_default();
+    // A test without a subscriber, running in parallel, may have registered the
+    // layer's callsites as disabled just before this subscriber was set: ask them again.
+    tracing::callsite::rebuild_interest_cache();
     for overflow in [Overflow::Wait, Overflow::DropOldest] {
         let layer = SseLayer::new()
             .no_heartbeat()
@@ -580,6 +583,9 @@ async fn an_expired_stream_says_so_in_its_span() {
     let _guard = tracing_subscriber::registry()
         .with(capture.clone())
         .set_default();
+    // A test without a subscriber, running in parallel, may have registered the
+    // layer's callsites as disabled just before this subscriber was set: ask them again.
+    tracing::callsite::rebuild_interest_cache();
     let expired = |spans: &[HashMap<String, String>]| {
         spans
             .iter()

@@ -396,6 +396,9 @@ async fn the_span_records_the_queue_high_water_mark() {
     let _guard = tracing_subscriber::registry()
         .with(capture.clone())
         .set_default();
+    // A test without a subscriber, running in parallel, may have registered the
+    // layer's callsites as disabled just before this subscriber was set: ask them again.
+    tracing::callsite::rebuild_interest_cache();
     let mut seen = 0;
 
     // A frozen client: the queue fills to its cap, and the stream closes when the

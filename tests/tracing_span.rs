@@ -42,6 +42,9 @@ async fn each_stream_gets_a_span_that_records_its_counts_when_it_closes() {
                 .with_filter(tracing_subscriber::filter::LevelFilter::DEBUG),
         )
         .set_default();
+    // A test without a subscriber, running in parallel, may have registered the
+    // layer's callsites as disabled just before this subscriber was set: ask them again.
+    tracing::callsite::rebuild_interest_cache();
 
     run_stream(SseLayer::new(), 3, "/prices", Some("41")).await;
     run_stream(SseLayer::new(), 5, "/news", None).await;
@@ -74,6 +77,9 @@ async fn a_stream_that_drops_events_records_the_count_in_its_span() {
                 .with_filter(tracing_subscriber::filter::LevelFilter::DEBUG),
         )
         .set_default();
+    // A test without a subscriber, running in parallel, may have registered the
+    // layer's callsites as disabled just before this subscriber was set: ask them again.
+    tracing::callsite::rebuild_interest_cache();
 
     // The source is drained into a 4-event buffer before the body is ever polled:
     // with DropNewest the rest is dropped and counted.
