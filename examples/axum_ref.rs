@@ -23,9 +23,8 @@
 //! the SSE paths only.
 //!
 //! The server is the demo's: `tower_sse::server::Server` (hyper-util's `auto::Builder`,
-//! HTTP/1.1 and h2c) with the demo's settings (but a 64 KiB HTTP/1 write buffer, which
-//! lets hyper batch axum's one-event frames; the same jemalloc allocator; request
-//! timeouts, `TCP_NODELAY`, keepalive, `TCP_NOTSENT_LOWAT`, the h2 send buffer, a
+//! HTTP/1.1 and h2c) with the demo's settings (a 64 KiB HTTP/1 write buffer, the same
+//! jemalloc allocator, request timeouts, `TCP_NODELAY`, keepalive, `TCP_NOTSENT_LOWAT`, the h2 send buffer, a
 //! listen backlog of 4096), on `127.0.0.1:$PORT` (default 3000, `0` picks a free port);
 //! it serves the axum `Router` as any tower service. `axum::serve` would differ in all
 //! of these (a builder with hyper's defaults per connection, a write buffer of up to
@@ -116,10 +115,9 @@ async fn main() -> io::Result<()> {
     .with_state(topics);
 
     // The demo's server (`tower_sse::server::Server`) with the demo's settings, so
-    // that only the SSE path differs, but for hyper's HTTP/1 write queue: axum sends
-    // one frame per event, and a 64 KiB queue lets hyper write up to 64 KiB of them
-    // at once (the demo's 8 KiB would mean more writes for axum; the demo's own frames
-    // are 12 KiB whatever the queue).
+    // that only the SSE path differs: a 64 KiB HTTP/1 write queue lets hyper write up
+    // to 64 KiB of axum's one-event frames at once (the demo's frames are 12 KiB, one
+    // at a time, whatever the queue).
     let server = Server::bind((std::net::Ipv4Addr::LOCALHOST, port))
         .await?
         .http1_max_buf_size(64 * 1024)
@@ -179,7 +177,7 @@ where
 
 async fn stream_handler(uri: Uri) -> axum::response::Response {
     let hb_ms = param(&uri, "hb_ms", 15_000);
-    if owned_stream_events() {
+    if payload::owned_stream_events() {
         let events = stream::iter(0u64..).map(|seq| Ok(owned_event(seq)));
         return with_keep_alive(Sse::new(events), hb_ms);
     }
@@ -201,12 +199,6 @@ fn written_event(seq: u64) -> Event {
 /// into the event (as the demo's `STREAM_EVENTS=owned` moves it into its `Event`).
 fn owned_event(seq: u64) -> Event {
     Event::default().data(payload::stream_payload(seq))
-}
-
-/// `STREAM_EVENTS=owned` in the environment (read once).
-fn owned_stream_events() -> bool {
-    static OWNED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *OWNED.get_or_init(|| std::env::var("STREAM_EVENTS").is_ok_and(|v| v == "owned"))
 }
 
 async fn idle(uri: Uri) -> axum::response::Response {

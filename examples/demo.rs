@@ -106,9 +106,10 @@ const DEFAULT_PORT: u16 = 3000;
 /// reader within 24 KiB of RSS (RELIABILITY.md, "Memory per connection"); 16 KiB
 /// frames are a little faster on `/stream` and hold 29 KiB (BENCHMARKS.md).
 const DEFAULT_FRAME_BYTES: u64 = 12 * 1024;
-/// hyper's HTTP/1 write queue limit, its minimum: with the write gate it holds one
-/// frame at a time whatever this is; it bounds what non-SSE responses queue.
-const DEFAULT_HTTP1_MAX_BUF: u64 = 8 * 1024;
+/// hyper's HTTP/1 write queue limit, the axum reference's too (a fair comparison runs
+/// both on the same settings): with the write gate hyper holds one SSE frame at a time
+/// whatever this is; it bounds what other responses queue.
+const DEFAULT_HTTP1_MAX_BUF: u64 = 64 * 1024;
 /// `REQUEST_TIMEOUT_MS`'s default: a connection has this long to send a request head,
 /// a request its whole body.
 const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 10_000;
@@ -387,7 +388,7 @@ fn get(req: &Request<RequestBody>) -> Result<Answer, BadParam> {
             SseResponse::new(Events::counted(1..=count, slow, None))
         }
         "/stream" => {
-            let res = SseResponse::new(if owned_stream_events() {
+            let res = SseResponse::new(if payload::owned_stream_events() {
                 Events::SeqOwned(0)
             } else {
                 Events::Seq(0)
@@ -876,13 +877,6 @@ fn left(
     polled: Poll<Option<Result<Message, Infallible>>>,
 ) -> Poll<Option<Result<Item, Infallible>>> {
     polled.map(|next| next.map(|message| message.map(Either::Left)))
-}
-
-/// `STREAM_EVENTS=owned` in the environment: `/stream` makes an `Event` with a
-/// `String` per event instead of a [`DataEvent`] (read once).
-fn owned_stream_events() -> bool {
-    static OWNED: OnceLock<bool> = OnceLock::new();
-    *OWNED.get_or_init(|| std::env::var("STREAM_EVENTS").is_ok_and(|v| v == "owned"))
 }
 
 /// An event with id `n`. A decimal number has no line break or NUL, so `id` cannot fail.

@@ -63,8 +63,7 @@ impl WriteGate {
         self.0.state.store(OPEN, Ordering::Release);
     }
 
-    /// A frame was handed to hyper, or the transport refused a write. An unarmed gate
-    /// stays open.
+    /// A frame was handed to hyper. An unarmed gate stays open.
     pub(crate) fn close(&self) {
         let _ = self
             .0

@@ -44,6 +44,15 @@ pub(crate) fn write_stream_payload(seq: u64, out: &mut impl fmt::Write) -> fmt::
     out.write_str("\"}")
 }
 
+/// `STREAM_EVENTS=owned` in the environment (read once): `/stream` builds each payload
+/// as a `String` ([`stream_payload`]) and hands it over, instead of writing it into the
+/// library's writer; in the demo and in the axum reference alike.
+#[allow(dead_code)]
+pub(crate) fn owned_stream_events() -> bool {
+    static OWNED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *OWNED.get_or_init(|| std::env::var("STREAM_EVENTS").is_ok_and(|v| v == "owned"))
+}
+
 /// `/fanout` tick `seq`'s data: `{"seq":N,"ts_ns":T}`, T the wall clock in nanoseconds
 /// since the Unix epoch, taken now (the load generator measures latency from it).
 pub(crate) fn fanout_payload(seq: u64) -> String {

@@ -1,10 +1,10 @@
-//! The transport of an HTTP/1 connection, wired to the connection's [`WriteGate`]:
-//! a write that returns `Pending`, or takes less than it was offered, closes it; a
-//! flush that completes opens it.
+//! The transport of an HTTP/1 connection, wired to the connection's [`WriteGate`]: it
+//! arms the gate, and a flush that completes opens it.
 //!
-//! hyper flushes its transport only once it has written out everything it holds, so
-//! between the two an SSE body on this connection makes no frame (see `crate::gate`):
-//! hyper never holds the rest of one frame and the whole of the next.
+//! An SSE body closes the gate with every frame it hands hyper, and hyper flushes its
+//! transport only once it has written out everything it holds, so between the two the
+//! body makes no frame (see `crate::gate`): hyper never holds the rest of one frame and
+//! the whole of the next.
 
 use std::{
     io::{self, IoSlice},
@@ -16,7 +16,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::gate::WriteGate;
 
-/// `io`, with its writes reported to `gate` (none without one).
+/// `io`, with its flushes reported to `gate` (none without one).
 #[derive(Debug)]
 pub(crate) struct GatedIo<T> {
     io: T,
@@ -30,19 +30,6 @@ impl<T> GatedIo<T> {
             gate.arm();
         }
         Self { io, gate }
-    }
-
-    /// Closes the gate unless the transport took all of the `len` bytes offered.
-    fn wrote(&self, polled: Poll<io::Result<usize>>, len: usize) -> Poll<io::Result<usize>> {
-        let short = match &polled {
-            Poll::Ready(Ok(n)) => *n < len,
-            Poll::Ready(Err(_)) => false,
-            Poll::Pending => true,
-        };
-        if let (Some(gate), true) = (&self.gate, short) {
-            gate.close();
-        }
-        polled
     }
 }
 
@@ -62,8 +49,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for GatedIo<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let polled = Pin::new(&mut self.io).poll_write(cx, buf);
-        self.wrote(polled, buf.len())
+        Pin::new(&mut self.io).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -71,8 +57,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for GatedIo<T> {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let polled = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
-        self.wrote(polled, bufs.iter().map(|buf| buf.len()).sum())
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
