@@ -71,7 +71,7 @@ pub(crate) use self::queue::{fits_frame, Pushed, Queue, Take};
 ///   connection.
 ///
 /// Measured (`benches/memory.sh`, RELIABILITY.md; the demo: `F` = 12 KiB, jemalloc): a
-/// stalled HTTP/1.1 reader grows the server's RSS by 22.8 KiB on `/stream` and 24.0 KiB
+/// stalled HTTP/1.1 reader grows the server's RSS by 22.8 KiB on `/stream` and 23.9 KiB
 /// on `/slow` (1 KiB events), a stalled h2 stream by 18.8 KiB. Lower
 /// [`SseLayer::max_frame_bytes`](crate::SseLayer::max_frame_bytes) to lower it.
 ///
