@@ -606,35 +606,46 @@ impl<'a> DataWriter<'a> {
 /// more than the scan on a few bytes); long ones with `memchr`.
 #[inline]
 fn has_line_break(bytes: &[u8]) -> bool {
-    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
-    const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
-    const LF: u64 = u64::from_le_bytes([b'\n'; 8]);
-    const CR: u64 = u64::from_le_bytes([b'\r'; 8]);
-    // Non-zero if and only if a byte of `x` is zero.
-    let zero_byte = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
-    if bytes.len() > 64 {
+    if bytes.len() > 256 {
         return memchr::memchr2(b'\n', b'\r', bytes).is_some();
     }
-    let mut words = bytes.chunks_exact(8);
-    for word in &mut words {
-        // `chunks_exact(8)`: always 8 bytes.
-        let word = u64::from_le_bytes(word.try_into().unwrap_or([0; 8]));
-        if zero_byte(word ^ LF) | zero_byte(word ^ CR) != 0 {
-            return true;
-        }
+    // `\n` (0x0A) and `\r` (0x0D) are below 0x0E, and so are a few other control
+    // bytes (a tab, say): one test per word, no branch per word, and an exact look
+    // only when it finds one.
+    below_0x0e(bytes) && memchr::memchr2(b'\n', b'\r', bytes).is_some()
+}
+
+/// Whether a byte of `bytes` is below 0x0E, eight bytes at a time (`bytes` of at least
+/// 8 bytes end with an overlapping word: a byte looked at twice changes nothing).
+#[inline]
+fn below_0x0e(bytes: &[u8]) -> bool {
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
+    // Non-zero if and only if a byte of `x` is below 0x0E (exact for any bound up
+    // to 0x80: a borrow only ever starts at a byte that is below it).
+    let below = |x: u64| x.wrapping_sub(ONES * 0x0E) & !x & HIGHS;
+    let word = |at: &[u8]| u64::from_le_bytes(at.try_into().unwrap_or([0xff; 8]));
+    let Some(last) = bytes.len().checked_sub(8) else {
+        return bytes.iter().any(|&b| b < 0x0E);
+    };
+    let mut found = below(word(&bytes[last..]));
+    for chunk in bytes.chunks_exact(8) {
+        found |= below(word(chunk));
     }
-    words.remainder().iter().any(|&b| b == b'\n' || b == b'\r')
+    found != 0
 }
 
 #[cfg(test)]
 #[test]
 fn line_breaks_are_found_at_every_position() {
-    for len in 0..80 {
+    for len in 0..300 {
         for at in 0..len {
             for (byte, found) in [
                 (b'\n', true),
                 (b'\r', true),
                 (b'\x0b', false),
+                (b'\t', false),
+                (0x0e, false),
                 (0x8d, false),
             ] {
                 let mut bytes = vec![b'x'; len];

@@ -51,6 +51,14 @@ impl<L: Encode, R: Encode> Encode for Either<L, R> {
             Self::Right(right) => right.into_bytes(),
         }
     }
+
+    #[inline]
+    fn take_bytes(&mut self) -> Bytes {
+        match self {
+            Self::Left(left) => left.take_bytes(),
+            Self::Right(right) => right.take_bytes(),
+        }
+    }
 }
 
 #[cfg(test)]

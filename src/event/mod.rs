@@ -445,6 +445,16 @@ pub trait Encode: sealed::Sealed {
     fn encode_to(&self, buf: &mut BytesMut);
     /// The wire bytes of the event as one shareable buffer.
     fn into_bytes(self) -> Bytes;
+    /// [`into_bytes`](Encode::into_bytes) in place: the layer reads a polled event
+    /// where the source left it (no copy of the value out of the poll's result) and
+    /// takes encoded bytes out without a copy; what is left behind is only dropped.
+    #[doc(hidden)]
+    #[inline]
+    fn take_bytes(&mut self) -> Bytes {
+        let mut buf = BytesMut::new();
+        self.encode_to(&mut buf);
+        buf.freeze()
+    }
 }
 
 impl Encode for Event {
@@ -471,6 +481,13 @@ impl Encode for Message {
             Self::Encoded(encoded) => encoded.0,
         }
     }
+    #[inline]
+    fn take_bytes(&mut self) -> Bytes {
+        match self {
+            Self::Event(event) => event.take_bytes(),
+            Self::Encoded(encoded) => encoded.take_bytes(),
+        }
+    }
 }
 
 impl Encode for EncodedEvent {
@@ -480,6 +497,10 @@ impl Encode for EncodedEvent {
     }
     fn into_bytes(self) -> Bytes {
         self.0
+    }
+    #[inline]
+    fn take_bytes(&mut self) -> Bytes {
+        std::mem::take(&mut self.0)
     }
 }
 

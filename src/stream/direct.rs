@@ -31,7 +31,7 @@ impl<T: Encode> Sink<T> for FrameSink<'_> {
     }
 
     #[inline]
-    fn put(&mut self, item: T, rules: &Rules<'_>) -> Put {
+    fn put(&mut self, item: &mut T, rules: &Rules<'_>) -> Put {
         let before = self.frame.len();
         item.encode_to(self.frame);
         let len = self.frame.len() - before;

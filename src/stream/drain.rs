@@ -62,8 +62,10 @@ pub(crate) trait Sink<T> {
     const BUDGETED: bool;
     /// Whether the sink takes more now (asked before each poll of the source).
     fn has_room(&mut self) -> bool;
-    /// Takes one event.
-    fn put(&mut self, item: T, rules: &Rules<'_>) -> Put;
+    /// Takes one event, where the source's poll left it: a sink that encodes reads it
+    /// in place, one that keeps its bytes takes them out
+    /// ([`take_bytes`](Encode::take_bytes)); the rest is dropped after.
+    fn put(&mut self, item: &mut T, rules: &Rules<'_>) -> Put;
     /// The source ended; `last` is the [`on_error`](crate::SseLayer::on_error) event
     /// of a source that failed, which goes out whatever the caps.
     fn end(&mut self, last: Option<Event>);
@@ -170,13 +172,21 @@ where
         if budget == 0 {
             return Drained::Budget;
         }
-        match source.as_mut().poll_next(cx) {
-            Poll::Ready(Some(Ok(item))) => match sink.put(item, rules) {
+        let mut polled = source.as_mut().poll_next(cx);
+        // The event is used where the poll put it: moving it out of the `Poll` would
+        // copy it (about 100 bytes, read back before the writes land) per event.
+        if let Poll::Ready(Some(Ok(item))) = &mut polled {
+            match sink.put(item, rules) {
                 Put::Taken => budget -= usize::from(S::BUDGETED),
                 Put::Skipped => budget -= 1,
                 Put::Full => return Drained::Full,
                 Put::Closed => return Drained::Closed,
-            },
+            }
+            continue;
+        }
+        match polled {
+            // Taken above.
+            Poll::Ready(Some(Ok(_))) => {}
             Poll::Ready(Some(Err(err))) => {
                 sink.end(rules.source_failed(err.into()));
                 return Drained::Ended;

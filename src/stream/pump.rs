@@ -211,8 +211,8 @@ impl<T: Encode> Sink<T> for QueueSink<'_> {
                 || !lock(&self.pipe.queue).is_full(self.config.limits))
     }
 
-    fn put(&mut self, item: T, rules: &Rules<'_>) -> Put {
-        let bytes = item.into_bytes();
+    fn put(&mut self, item: &mut T, rules: &Rules<'_>) -> Put {
+        let bytes = item.take_bytes();
         if rules.too_large(bytes.len()) {
             return Put::Skipped;
         }
