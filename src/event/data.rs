@@ -549,6 +549,8 @@ pub struct DataWriter<'a> {
     buf: &'a mut BytesMut,
     /// Where the data starts in `buf`, after `data: `.
     start: usize,
+    /// A byte below 0x0E was written: the data may hold a line break.
+    control: bool,
 }
 
 impl<'a> DataWriter<'a> {
@@ -557,7 +559,11 @@ impl<'a> DataWriter<'a> {
     fn start(buf: &'a mut BytesMut) -> Self {
         buf.put_slice(b"data: ");
         let start = buf.len();
-        Self { buf, start }
+        Self {
+            buf,
+            start,
+            control: false,
+        }
     }
 
     /// Ends the event: the data as it was written if it holds no line break (and no
@@ -568,7 +574,7 @@ impl<'a> DataWriter<'a> {
         if data.is_empty() {
             self.buf.truncate(self.start - 1);
             self.buf.put_slice(b"\n\n");
-        } else if has_line_break(data) {
+        } else if self.control && has_line_break(data) {
             self.split();
         } else {
             self.buf.put_slice(b"\n\n");
@@ -597,26 +603,26 @@ impl<'a> DataWriter<'a> {
     /// ```
     #[inline]
     pub fn write_bytes(&mut self, bytes: &[u8]) {
+        // The bytes are looked at where the caller has them, not once written: a wide
+        // read of bytes just written in small pieces waits for the writes to land.
+        self.control |= below_0x0e(bytes);
         self.buf.put_slice(bytes);
     }
 }
 
-/// Whether `bytes` hold a `\n` or a `\r`. Short slices (a serializer's or a
-/// formatter's pieces) are scanned eight bytes at a time in a `u64` (`memchr` costs
-/// more than the scan on a few bytes); long ones with `memchr`.
-#[inline]
+/// Whether `bytes` hold a `\n` or a `\r` (the exact look, once [`below_0x0e`] found
+/// a byte that may be one).
+#[cold]
 fn has_line_break(bytes: &[u8]) -> bool {
-    if bytes.len() > 256 {
-        return memchr::memchr2(b'\n', b'\r', bytes).is_some();
-    }
-    // `\n` (0x0A) and `\r` (0x0D) are below 0x0E, and so are a few other control
-    // bytes (a tab, say): one test per word, no branch per word, and an exact look
-    // only when it finds one.
-    below_0x0e(bytes) && memchr::memchr2(b'\n', b'\r', bytes).is_some()
+    memchr::memchr2(b'\n', b'\r', bytes).is_some()
 }
 
-/// Whether a byte of `bytes` is below 0x0E, eight bytes at a time (`bytes` of at least
-/// 8 bytes end with an overlapping word: a byte looked at twice changes nothing).
+/// Whether a byte of `bytes` is below 0x0E: `\n` (0x0A) and `\r` (0x0D) are, and so
+/// are a few other control bytes (a tab, say), which [`has_line_break`] tells apart.
+/// A word at a time and no branch per word: eight bytes in a `u64` (the last word
+/// overlapping the one before: a byte looked at twice changes nothing), four in a
+/// `u32` for slices of 4 to 7 bytes (a formatter's or a serializer's pieces). Over
+/// 256 bytes `memchr` looks for the line breaks themselves.
 #[inline]
 fn below_0x0e(bytes: &[u8]) -> bool {
     const ONES: u64 = u64::from_le_bytes([0x01; 8]);
@@ -624,11 +630,20 @@ fn below_0x0e(bytes: &[u8]) -> bool {
     // Non-zero if and only if a byte of `x` is below 0x0E (exact for any bound up
     // to 0x80: a borrow only ever starts at a byte that is below it).
     let below = |x: u64| x.wrapping_sub(ONES * 0x0E) & !x & HIGHS;
+    let below32 = |x: u32| x.wrapping_sub(0x0E0E_0E0E) & !x & 0x8080_8080;
     let word = |at: &[u8]| u64::from_le_bytes(at.try_into().unwrap_or([0xff; 8]));
-    let Some(last) = bytes.len().checked_sub(8) else {
-        return bytes.iter().any(|&b| b < 0x0E);
-    };
-    let mut found = below(word(&bytes[last..]));
+    let half = |at: &[u8]| u32::from_le_bytes(at.try_into().unwrap_or([0xff; 4]));
+    let len = bytes.len();
+    if len < 8 {
+        if len < 4 {
+            return bytes.iter().any(|&b| b < 0x0E);
+        }
+        return below32(half(&bytes[..4])) | below32(half(&bytes[len - 4..])) != 0;
+    }
+    if len > 256 {
+        return memchr::memchr2(b'\n', b'\r', bytes).is_some();
+    }
+    let mut found = below(word(&bytes[len - 8..]));
     for chunk in bytes.chunks_exact(8) {
         found |= below(word(chunk));
     }
@@ -638,22 +653,35 @@ fn below_0x0e(bytes: &[u8]) -> bool {
 #[cfg(test)]
 #[test]
 fn line_breaks_are_found_at_every_position() {
+    let check = |bytes: &[u8], byte: u8, what: &str| {
+        let breaks = byte == b'\n' || byte == b'\r';
+        // Over 256 bytes it looks for the line breaks themselves.
+        let below = byte < 0x0E && (bytes.len() <= 256 || breaks);
+        assert_eq!(below_0x0e(bytes), below, "{what}");
+        assert_eq!(below_0x0e(bytes) && has_line_break(bytes), breaks, "{what}");
+    };
     for len in 0..300 {
         for at in 0..len {
-            for (byte, found) in [
-                (b'\n', true),
-                (b'\r', true),
-                (b'\x0b', false),
-                (b'\t', false),
-                (0x0e, false),
-                (0x8d, false),
+            for byte in [
+                b'\n', b'\r', 0, b'\t', 0x0b, 0x0d, 0x0e, 0x0f, 0x8d, 0x8e, 0xff,
             ] {
                 let mut bytes = vec![b'x'; len];
                 bytes[at] = byte;
-                assert_eq!(has_line_break(&bytes), found, "{len} {at} {byte}");
+                check(&bytes, byte, &format!("{len} {at} {byte}"));
             }
         }
-        assert!(!has_line_break(&vec![0xff; len]));
+        assert!(!below_0x0e(&vec![0xff; len]));
+        assert_eq!(below_0x0e(&vec![b'\t'; len]), (1..=256).contains(&len));
+    }
+    // Every byte value, at every position of the short slices (u32 and u64 words).
+    for len in 1..20 {
+        for at in 0..len {
+            for byte in 0..=u8::MAX {
+                let mut bytes = vec![0x20; len];
+                bytes[at] = byte;
+                check(&bytes, byte, &format!("{len} {at} {byte}"));
+            }
+        }
     }
 }
 
