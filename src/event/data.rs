@@ -619,10 +619,13 @@ fn has_line_break(bytes: &[u8]) -> bool {
 
 /// Whether a byte of `bytes` is below 0x0E: `\n` (0x0A) and `\r` (0x0D) are, and so
 /// are a few other control bytes (a tab, say), which [`has_line_break`] tells apart.
-/// A word at a time and no branch per word: eight bytes in a `u64` (the last word
-/// overlapping the one before: a byte looked at twice changes nothing), four in a
-/// `u32` for slices of 4 to 7 bytes (a formatter's or a serializer's pieces). Over
-/// 256 bytes `memchr` looks for the line breaks themselves.
+///
+/// Slices under 16 bytes (a formatter's or a serializer's pieces, often made just
+/// before on the stack: a wide read of bytes written in smaller pieces waits for the
+/// writes to land) a byte at a time; longer ones eight bytes at a time in a `u64`,
+/// without a branch per word, the last word overlapping the one before (a byte looked
+/// at twice changes nothing). Over 256 bytes `memchr` looks for the line breaks
+/// themselves.
 #[inline]
 fn below_0x0e(bytes: &[u8]) -> bool {
     const ONES: u64 = u64::from_le_bytes([0x01; 8]);
@@ -630,15 +633,12 @@ fn below_0x0e(bytes: &[u8]) -> bool {
     // Non-zero if and only if a byte of `x` is below 0x0E (exact for any bound up
     // to 0x80: a borrow only ever starts at a byte that is below it).
     let below = |x: u64| x.wrapping_sub(ONES * 0x0E) & !x & HIGHS;
-    let below32 = |x: u32| x.wrapping_sub(0x0E0E_0E0E) & !x & 0x8080_8080;
     let word = |at: &[u8]| u64::from_le_bytes(at.try_into().unwrap_or([0xff; 8]));
-    let half = |at: &[u8]| u32::from_le_bytes(at.try_into().unwrap_or([0xff; 4]));
     let len = bytes.len();
-    if len < 8 {
-        if len < 4 {
-            return bytes.iter().any(|&b| b < 0x0E);
-        }
-        return below32(half(&bytes[..4])) | below32(half(&bytes[len - 4..])) != 0;
+    if len < 16 {
+        // (`any` stops at the first: a loop the compiler does not turn into the wide
+        // reads this avoids.)
+        return bytes.iter().any(|&b| b < 0x0E);
     }
     if len > 256 {
         return memchr::memchr2(b'\n', b'\r', bytes).is_some();
@@ -673,8 +673,8 @@ fn line_breaks_are_found_at_every_position() {
         assert!(!below_0x0e(&vec![0xff; len]));
         assert_eq!(below_0x0e(&vec![b'\t'; len]), (1..=256).contains(&len));
     }
-    // Every byte value, at every position of the short slices (u32 and u64 words).
-    for len in 1..20 {
+    // Every byte value, at every position of the short slices (bytes and words).
+    for len in 1..26 {
         for at in 0..len {
             for byte in 0..=u8::MAX {
                 let mut bytes = vec![0x20; len];
