@@ -16,10 +16,10 @@ use std::hint::black_box;
 use common::{
     axum_body, axum_body_of, axum_event, axum_frames_with, axum_idle_keep_alive, axum_json_event,
     axum_string_event, encode_into, fanout, frame_buffer, hub_topics, idle_many, paused_runtime,
-    runtime, stream_payload, tower_body, tower_body_of, tower_body_ticker, tower_data_event,
-    tower_event, tower_idle_heartbeats, tower_idle_heartbeats_ticker, tower_json_data_event,
-    tower_json_event, tower_string_event, write_stream_payload, AxumFrames, DATA, MULTILINE, SEQ,
-    TOKEN,
+    runtime, stream_payload, tower_body, tower_body_of, tower_body_ticker, tower_custom_event,
+    tower_data_event, tower_event, tower_idle_heartbeats, tower_idle_heartbeats_ticker,
+    tower_json_data_event, tower_json_event, tower_string_event, write_stream_payload, AxumFrames,
+    StreamPayload, DATA, MULTILINE, SEQ, TOKEN,
 };
 use tower_sse::event::DataEvent;
 
@@ -134,6 +134,10 @@ const WORKLOADS: &[(&str, &str)] = &[
         "tower-sse: the same event, DataEvent::from_fn writing the same payload into the frame",
     ),
     (
+        "tower_custom_event_typical",
+        "tower-sse: the same event, DataEvent::custom (a type that writes the same payload)",
+    ),
+    (
         "axum_body_frame_string",
         "axum: the same event from the same String, one frame from a long-lived Sse body",
     ),
@@ -158,6 +162,10 @@ const WORKLOADS: &[(&str, &str)] = &[
         "tower-sse: the same events, DataEvent::from_fn writing the payload into the frame",
     ),
     (
+        "tower_body_custom",
+        "tower-sse: the same events, DataEvent::custom writing the payload into the frame",
+    ),
+    (
         "axum_body_string",
         "axum: drain an Sse body (KeepAlive 15 s) of <count> /stream events from the same String",
     ),
@@ -176,6 +184,12 @@ fn run_data_event(workload: &str, count: usize) -> bool {
         "tower_data_event_typical" => {
             for _ in 0..count {
                 encode_into(&mut buf, &tower_data_event(black_box(SEQ)));
+                black_box(&buf);
+            }
+        }
+        "tower_custom_event_typical" => {
+            for _ in 0..count {
+                encode_into(&mut buf, &tower_custom_event(black_box(SEQ)));
                 black_box(&buf);
             }
         }
@@ -209,6 +223,10 @@ fn run_data_event(workload: &str, count: usize) -> bool {
         }
         "tower_body_data_event" => {
             let make = |seq| DataEvent::from_fn(move |w| write_stream_payload(seq, w));
+            black_box(runtime().block_on(tower_body_of(count, make)));
+        }
+        "tower_body_custom" => {
+            let make = |seq| DataEvent::custom(StreamPayload(seq));
             black_box(runtime().block_on(tower_body_of(count, make)));
         }
         "axum_body_string" => {

@@ -15,9 +15,9 @@ use criterion::{BatchSize, Criterion, Throughput};
 use common::{
     axum_body, axum_body_of, axum_event, axum_event_owned, axum_frames_with, axum_json_event,
     axum_oneshot_response, axum_string_event, encode_into, frame_buffer, owned_fields, runtime,
-    stream_payload, tower_body, tower_body_of, tower_data_event, tower_event, tower_event_owned,
-    tower_json_data_event, tower_json_event, tower_string_event, write_stream_payload, AxumFrames,
-    BODY_EVENTS, DATA, MULTILINE, SEQ, TOKEN,
+    stream_payload, tower_body, tower_body_of, tower_custom_event, tower_data_event, tower_event,
+    tower_event_owned, tower_json_data_event, tower_json_event, tower_string_event,
+    write_stream_payload, AxumFrames, StreamPayload, BODY_EVENTS, DATA, MULTILINE, SEQ, TOKEN,
 };
 use tower_sse::event::DataEvent;
 
@@ -123,6 +123,10 @@ fn data_event(c: &mut Criterion) {
         let mut buf = frame_buffer();
         b.iter(|| encode_into(&mut buf, &tower_data_event(black_box(SEQ))));
     });
+    g.bench_function("typical/tower_sse/data_event_custom", |b| {
+        let mut buf = frame_buffer();
+        b.iter(|| encode_into(&mut buf, &tower_custom_event(black_box(SEQ))));
+    });
     g.bench_function("typical/axum/sse_body_frame_string", |b| {
         let mut frames = axum_frames_with(|| axum_string_event(black_box(SEQ)));
         b.iter(|| frames.next());
@@ -152,6 +156,10 @@ fn data_event(c: &mut Criterion) {
     });
     g.bench_function("tower_sse/data_event_from_fn", |b| {
         let make = |seq| DataEvent::from_fn(move |w| write_stream_payload(seq, w));
+        b.iter(|| rt.block_on(tower_body_of(BODY_EVENTS, make)));
+    });
+    g.bench_function("tower_sse/data_event_custom", |b| {
+        let make = |seq| DataEvent::custom(StreamPayload(seq));
         b.iter(|| rt.block_on(tower_body_of(BODY_EVENTS, make)));
     });
     g.bench_function("axum/keep_alive_15s_string", |b| {

@@ -49,8 +49,9 @@
 //! [`Events`], and an endpoint whose heartbeat differs from the layer's sets its own
 //! with [`SseResponse::heartbeat`] or [`SseResponse::no_heartbeat`]. Their events are
 //! encoded by the layer as they are sent ([`Message::Event`]), except `/fanout`'s and
-//! `/stream`'s: `/stream` yields frame-direct [`DataEvent`]s, whose data the layer
-//! writes straight into the outgoing frame (`STREAM_EVENTS=owned`: an
+//! `/stream`'s: `/stream` yields frame-direct [`DataEvent`]s (`DataEvent::custom`, a
+//! payload type that writes itself), whose data the layer writes straight into the
+//! outgoing frame (`STREAM_EVENTS=owned`: an
 //! `Event::new().data(String)` per event instead, for comparison), so an [`Events`]
 //! item is an [`Either`] of the two kinds.
 //!
@@ -85,7 +86,7 @@ use tokio::{
 use tokio_stream::Stream;
 use tower::Layer as _;
 use tower_sse::{
-    event::{Either, WriteWith},
+    event::{CustomData, Either},
     hub::{History, Hub, Lag, MultiSubscription, Resume, Subscription},
     server::{tls_config_from_pem, RequestBody, Server},
     BoxError, BufferLimits, DataEvent, Event, Heartbeat, LastEventId, Message, Overflow, SseLayer,
@@ -818,8 +819,7 @@ impl Stream for Events {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let message = match self.get_mut() {
             Events::Seq(seq) => {
-                let event =
-                    DataEvent::write_with(*seq, |seq, w| payload::write_stream_payload(*seq, w));
+                let event = DataEvent::custom(payload::StreamPayload(*seq));
                 *seq = seq.wrapping_add(1);
                 return Poll::Ready(Some(Ok(Either::Right(event))));
             }
@@ -870,7 +870,7 @@ impl Stream for Events {
 
 /// What [`Events`] yields: a [`Message`], or a `/stream` event written into the frame
 /// by the payload function the axum reference writes its events with.
-type Item = Either<Message, DataEvent<WriteWith<u64>>>;
+type Item = Either<Message, DataEvent<CustomData<payload::StreamPayload>>>;
 
 /// A hub subscription's poll, as an [`Events`] poll.
 fn left(

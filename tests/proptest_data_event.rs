@@ -3,8 +3,9 @@
 //!
 //! - the `DataEvent` builder refuses exactly the values `Event`'s refuses, with the
 //!   same `EventErrorKind`;
-//! - whatever writes the data (bytes, `Display`, a closure or `write_with`'s function
-//!   that writes it in random pieces, serde), the bytes are exactly those of the `Event` with the same fields
+//! - whatever writes the data (bytes, `Display`, a closure, `write_with`'s function or
+//!   a `WriteData` type that writes it in random pieces, serde), the bytes are exactly
+//!   those of the `Event` with the same fields
 //!   (for JSON: `Event::json_data` of the same value), in both of the layer's modes;
 //! - eventsource-stream parses them back into exactly the input (line breaks
 //!   normalised to `\n`, as tests/proptest_roundtrip.rs explains).
@@ -12,12 +13,15 @@
 
 mod support;
 
-use std::{fmt::Write as _, time::Duration};
+use std::{
+    fmt::{self, Write as _},
+    time::Duration,
+};
 
 use proptest::{prelude::*, sample::Index};
 use support::{runtime, wire::parse_in_two};
 use tower_sse::{
-    event::{Data, DataEvent},
+    event::{Data, DataEvent, DataWriter, WriteData},
     Encode, Event, EventError, Overflow, SseLayer,
 };
 
@@ -225,7 +229,31 @@ fn data_written_in_pieces_is_the_events_bytes_and_parses_back() {
         check(&rt, &input, &input.data, &event, written, split)?;
         let (_, with) = build(&input, Event::new().data(input.data.clone()), with).unwrap();
         check(&rt, &input, &input.data, &event, with, split)?;
+        let custom = DataEvent::custom(Pieces(pieces_again(&input)));
+        let (_, custom) = build(&input, Event::new().data(input.data.clone()), custom).unwrap();
+        check(&rt, &input, &input.data, &event, custom, split)?;
     });
+}
+
+/// Data in pieces, written by a [`WriteData`] type: every other piece as bytes.
+#[derive(Clone)]
+struct Pieces(Vec<String>);
+
+impl WriteData for Pieces {
+    fn write_data(&self, w: &mut DataWriter<'_>) -> fmt::Result {
+        for (i, piece) in self.0.iter().enumerate() {
+            if i % 2 == 0 {
+                w.write_str(piece)?;
+            } else {
+                w.write_bytes(piece.as_bytes());
+            }
+        }
+        Ok(())
+    }
+}
+
+fn pieces_again(input: &Input) -> Vec<String> {
+    pieces(&input.data, &input.cuts)
 }
 
 #[cfg(feature = "json")]

@@ -31,7 +31,7 @@ use tower_sse::{event::DataEvent, Encode, Event, SseLayer, SseResponse};
 #[path = "../../examples/shared/payload.rs"]
 mod payload;
 
-pub(crate) use payload::{stream_payload, write_stream_payload};
+pub(crate) use payload::{stream_payload, write_stream_payload, StreamPayload};
 
 /// `id` of the typical event.
 pub(crate) const ID: &str = "12345";
@@ -479,6 +479,19 @@ pub(crate) fn tower_data_event(
         .unwrap_or_else(|err| panic!("constant fields are valid: {err}"))
 }
 
+/// The same event with its data written by a type that writes itself
+/// (`DataEvent::custom`, the demo's `/stream`): the same payload function, called from
+/// the encoder without a closure or `fn` pointer in between.
+#[inline]
+pub(crate) fn tower_custom_event(
+    seq: u64,
+) -> DataEvent<tower_sse::event::CustomData<StreamPayload>> {
+    DataEvent::custom(StreamPayload(seq))
+        .id(ID)
+        .and_then(|e| e.event(NAME))
+        .unwrap_or_else(|err| panic!("constant fields are valid: {err}"))
+}
+
 /// The same event, axum, from the same `String` (copied into axum's event buffer).
 #[inline]
 pub(crate) fn axum_string_event(seq: u64) -> AxumEvent {
@@ -582,6 +595,10 @@ pub(crate) fn data_event_sanity_check() {
         .encode()
         .unwrap_or_else(|err| panic!("{err}"));
     assert_eq!(data.as_bytes(), &string);
+    let custom = tower_custom_event(SEQ)
+        .encode()
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(custom.as_bytes(), &string);
     assert_eq!(axum_frames_with(|| axum_string_event(SEQ)).next(), string);
 
     let json = tower_json_event(TOKEN).encode().into_bytes();
@@ -600,6 +617,10 @@ pub(crate) fn data_event_sanity_check() {
     assert_eq!(got.bytes, want);
     let got = rt.block_on(tower_body_of(BODY_EVENTS, |seq| {
         DataEvent::from_fn(move |w| write_stream_payload(seq, w))
+    }));
+    assert_eq!(got.bytes, want);
+    let got = rt.block_on(tower_body_of(BODY_EVENTS, |seq| {
+        DataEvent::custom(StreamPayload(seq))
     }));
     assert_eq!(got.bytes, want);
     let got = rt.block_on(axum_body_of(BODY_EVENTS, |seq| {

@@ -3,12 +3,12 @@
 //! that a load-generator comparison of the two measures their SSE paths and nothing
 //! else. Each file includes this one with `#[path = "shared/payload.rs"] mod payload;`.
 //!
-//! One function writes the `/stream` payload, [`write_stream_payload`]: the axum
-//! reference writes it into a `String` ([`stream_payload`]) and hands that to axum's
-//! `Event::default().data(payload)`, which copies it into the event's buffer (axum
-//! takes data as text only); the demo has the layer call it while encoding, straight
-//! into the outgoing frame (`DataEvent`), or with `STREAM_EVENTS=owned` moves the
-//! same `String` into `Event::new().data(payload)`.
+//! One function writes the `/stream` payload, [`write_stream_payload`]. The axum
+//! reference writes it into axum's own writer (`Event::into_data_writer`); the demo has
+//! the layer call it while encoding, straight into the outgoing frame
+//! (`DataEvent::custom(StreamPayload(seq))`). With `STREAM_EVENTS=owned` both servers
+//! take the same function's `String` instead ([`stream_payload`]): axum's
+//! `Event::default().data(payload)`, tower-sse's `Event::new().data(payload)`.
 
 use std::{
     fmt,
@@ -33,7 +33,9 @@ pub(crate) fn stream_payload(seq: u64) -> String {
 
 /// Writes `/stream` event `seq`'s 64 bytes into `out` in five `write_str` calls: the
 /// digits by `itoa` (two at a time from a table, as serde_json writes integers), no
-/// formatting machinery.
+/// formatting machinery. `#[inline]`, so that each server's writer can take the
+/// pieces as the compiler sees them (in both servers alike).
+#[inline]
 pub(crate) fn write_stream_payload(seq: u64, out: &mut impl fmt::Write) -> fmt::Result {
     let mut digits = itoa::Buffer::new();
     let digits = digits.format(seq);
@@ -42,6 +44,20 @@ pub(crate) fn write_stream_payload(seq: u64, out: &mut impl fmt::Write) -> fmt::
     out.write_str(",\"pad\":\"")?;
     out.write_str(&STREAM_PAD[digits.len() - 1..])?;
     out.write_str("\"}")
+}
+
+/// `/stream` event `seq`'s data as tower-sse writes it into the frame
+/// (`DataEvent::custom(StreamPayload(seq))`): [`write_stream_payload`], called from the
+/// layer's encoder. Used by the demo and the benches (the axum reference writes the same
+/// function into axum's own writer).
+#[allow(dead_code)]
+pub(crate) struct StreamPayload(pub(crate) u64);
+
+impl tower_sse::event::WriteData for StreamPayload {
+    #[inline]
+    fn write_data(&self, w: &mut tower_sse::event::DataWriter<'_>) -> fmt::Result {
+        write_stream_payload(self.0, w)
+    }
 }
 
 /// `STREAM_EVENTS=owned` in the environment (read once): `/stream` builds each payload

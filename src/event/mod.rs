@@ -39,7 +39,9 @@ use bytes::{Bytes, BytesMut};
 
 #[cfg(feature = "json")]
 pub use self::data::JsonData;
-pub use self::data::{BytesData, Data, DataEvent, DataWriter, DisplayData, FnData, WriteWith};
+pub use self::data::{
+    BytesData, CustomData, Data, DataEvent, DataWriter, DisplayData, FnData, WriteData, WriteWith,
+};
 pub use self::either::Either;
 pub(crate) use self::encode::put_lines;
 pub use self::error::{DataError, EventError, EventErrorKind};
