@@ -72,11 +72,11 @@ for w in tower_encode_to_multiline axum_body_frame_multiline; do
   measure "$w" 100000
 done
 echo "== frame-direct events: N=100000 (the typical event with the /stream payload made per event; {\"token\":\"hi\"})"
-for w in tower_string_typical tower_data_event_typical axum_body_frame_string tower_json_token tower_data_event_json_token axum_body_frame_json_token; do
+for w in tower_string_typical tower_data_event_typical tower_custom_event_typical axum_body_frame_string tower_json_token tower_data_event_json_token axum_body_frame_json_token; do
   measure "$w" 100000
 done
 echo "== frame-direct body: N=10000 /stream events made when polled, drained with BodyExt::frame"
-for w in tower_body_string tower_body_data_event axum_body_string; do
+for w in tower_body_string tower_body_data_event tower_body_custom axum_body_string; do
   measure "$w" 10000
 done
 echo "== body: N=10000 always-ready 72-byte events, drained with BodyExt::frame"
@@ -126,11 +126,13 @@ cat <<TABLE
 | typical event, payload made per event: axum Sse body frame (String) vs tower-sse Event::data(String) | ${per_event[axum_body_frame_string]} | ${per_event[tower_string_typical]} | $(ratio "${per_event[axum_body_frame_string]}" "${per_event[tower_string_typical]}") |
 | typical event, payload made per event: axum Sse body frame (String) vs tower-sse DataEvent::from_fn | ${per_event[axum_body_frame_string]} | ${per_event[tower_data_event_typical]} | $(ratio "${per_event[axum_body_frame_string]}" "${per_event[tower_data_event_typical]}") |
 | typical event: tower-sse Event::data(String) vs DataEvent::from_fn (tower-sse / tower-sse) | ${per_event[tower_string_typical]} | ${per_event[tower_data_event_typical]} | $(ratio "${per_event[tower_string_typical]}" "${per_event[tower_data_event_typical]}") |
+| typical event, payload made per event: axum Sse body frame (String) vs tower-sse DataEvent::custom | ${per_event[axum_body_frame_string]} | ${per_event[tower_custom_event_typical]} | $(ratio "${per_event[axum_body_frame_string]}" "${per_event[tower_custom_event_typical]}") |
 | {"token":"hi"}: axum Sse body frame json_data vs tower-sse Event::json_data | ${per_event[axum_body_frame_json_token]} | ${per_event[tower_json_token]} | $(ratio "${per_event[axum_body_frame_json_token]}" "${per_event[tower_json_token]}") |
 | {"token":"hi"}: axum Sse body frame json_data vs tower-sse DataEvent::json | ${per_event[axum_body_frame_json_token]} | ${per_event[tower_data_event_json_token]} | $(ratio "${per_event[axum_body_frame_json_token]}" "${per_event[tower_data_event_json_token]}") |
 | {"token":"hi"}: tower-sse Event::json_data vs DataEvent::json (tower-sse / tower-sse) | ${per_event[tower_json_token]} | ${per_event[tower_data_event_json_token]} | $(ratio "${per_event[tower_json_token]}" "${per_event[tower_data_event_json_token]}") |
 | /stream body: axum KeepAlive (String) vs tower-sse Event::data(String) | ${per_event[axum_body_string]} | ${per_event[tower_body_string]} | $(ratio "${per_event[axum_body_string]}" "${per_event[tower_body_string]}") |
 | /stream body: axum KeepAlive (String) vs tower-sse DataEvent::from_fn | ${per_event[axum_body_string]} | ${per_event[tower_body_data_event]} | $(ratio "${per_event[axum_body_string]}" "${per_event[tower_body_data_event]}") |
+| /stream body: axum KeepAlive (String) vs tower-sse DataEvent::custom | ${per_event[axum_body_string]} | ${per_event[tower_body_custom]} | $(ratio "${per_event[axum_body_string]}" "${per_event[tower_body_custom]}") |
 TABLE
 if [ "$annotate" = 1 ]; then
   echo

@@ -621,14 +621,17 @@ impl<T: WriteData> Data for CustomData<T> {
 /// that starts the next are one line break), starts a new `data:` line.
 ///
 /// It implements [`fmt::Write`] (for `write!`) and [`io::Write`] (for serializers);
-/// neither ever fails. Given to the closure of [`DataEvent::from_fn`].
+/// neither ever fails. Given to the closure of [`DataEvent::from_fn`] and to
+/// [`WriteData::write_data`].
 ///
-/// How: the writes go straight into the frame after `data: `, at the cost of a copy;
-/// when the event is done, one scan of what was written looks for line breaks (eight
-/// bytes at a time). Only data that holds one is then split into lines, which costs
-/// one more copy. A writer that split as it went would scan each write on its own:
-/// for a formatter's or a serializer's many small writes that costs more than the
-/// `String` it saves (see BENCHMARKS.md, "Events written into the frame").
+/// How: each write is looked at where the caller holds it, for a byte below 0x0E
+/// (`\n` and `\r` are; a few rare control bytes too), then copied straight into the
+/// frame after `data: `. Data with no such byte, nearly all data, is done at that.
+/// Only data that has one is looked at again for real line breaks, then taken out and
+/// split into lines (one more copy, the rare case). Looking at the bytes before they
+/// are copied, not in the frame after, matters: a wide read of bytes just written in
+/// small pieces waits for those writes to land (see BENCHMARKS.md, "Events written
+/// into the frame").
 ///
 /// ```
 /// use std::fmt::Write as _;
