@@ -20,8 +20,11 @@ use super::{
 ///
 /// Make one with [`DataEvent::display`] (a `Display` value, such as a number or a
 /// type of yours), [`DataEvent::json`] (feature `json`: serialized by serde straight
-/// into the frame), [`DataEvent::bytes`] (copied once) or [`DataEvent::from_fn`] (a
-/// closure that writes with `write!`). Then set `id`, `event` and `retry` as on an
+/// into the frame), [`DataEvent::bytes`] (copied once), [`DataEvent::from_fn`] (a
+/// closure that writes with `write!`), [`DataEvent::write_with`] (a value and a `fn`)
+/// or [`DataEvent::custom`] (a type of yours that implements [`WriteData`]: the
+/// fastest, and a type a hand-written `Stream` can name). Then set `id`, `event` and
+/// `retry` as on an
 /// [`Event`](crate::Event); [`DataEvent::id`] and [`DataEvent::event`] refuse the same
 /// values with the same [`EventError`].
 ///

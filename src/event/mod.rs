@@ -7,8 +7,9 @@
 //! allocation, exact size) that can be shared by any number of connections.
 //!
 //! A [`DataEvent`] keeps its data as a value instead (a `Display`, a serde value with
-//! the `json` feature, bytes, or a closure that writes) and writes it straight into
-//! the frame when it is sent: no `String` per event, the same bytes as an `Event`.
+//! the `json` feature, bytes, a closure that writes, or a type of yours that
+//! implements [`WriteData`]) and writes it straight into the frame when it is sent: no
+//! `String` per event, the same bytes as an `Event`.
 //!
 //! The encoding follows the WHATWG HTML "server-sent events" parser: every line ends
 //! with `\n`, `data` is split into one `data:` line per line of text (on `\n`, `\r\n`
