@@ -468,6 +468,11 @@ impl Encode for Event {
     fn into_bytes(self) -> Bytes {
         self.encode().0
     }
+    /// One allocation of the exact size, as [`Event::encode`].
+    #[inline]
+    fn take_bytes(&mut self) -> Bytes {
+        self.encode().0
+    }
 }
 
 impl Encode for Message {
@@ -515,6 +520,21 @@ mod tests {
         let encoded = event.encode();
         assert_eq!(encoded.len(), event.encoded_len());
         String::from_utf8(encoded.into_bytes().to_vec()).unwrap()
+    }
+
+    #[test]
+    fn take_bytes_is_into_bytes_in_place() {
+        let event = Event::new().id("1").unwrap().data("a\nb");
+        let mut message = Message::Event(event.clone());
+        assert_eq!(message.take_bytes(), event.clone().into_bytes());
+        let shared = event.encode();
+        let mut encoded = Message::Encoded(shared.clone());
+        let taken = encoded.take_bytes();
+        // The shared bytes themselves, not a copy.
+        assert_eq!(taken.as_ptr(), shared.as_bytes().as_ptr());
+        assert_eq!(taken, shared.into_bytes());
+        let mut either: Either<Event, Message> = Either::Left(event.clone());
+        assert_eq!(either.take_bytes(), event.into_bytes());
     }
 
     #[test]
