@@ -219,6 +219,7 @@ fn data_written_in_pieces_is_the_events_bytes_and_parses_back() {
     proptest!(ProptestConfig::with_cases(256), |(input in input(), split in any::<Index>())| {
         let event = Event::new().data(input.data.clone());
         let pieces = pieces(&input.data, &input.cuts);
+        let custom = DataEvent::custom(Pieces(pieces.clone()));
         let with = DataEvent::write_with(pieces.clone(), |pieces, w| {
             pieces.iter().try_for_each(|p| w.write_str(p))
         });
@@ -229,7 +230,6 @@ fn data_written_in_pieces_is_the_events_bytes_and_parses_back() {
         check(&rt, &input, &input.data, &event, written, split)?;
         let (_, with) = build(&input, Event::new().data(input.data.clone()), with).unwrap();
         check(&rt, &input, &input.data, &event, with, split)?;
-        let custom = DataEvent::custom(Pieces(pieces_again(&input)));
         let (_, custom) = build(&input, Event::new().data(input.data.clone()), custom).unwrap();
         check(&rt, &input, &input.data, &event, custom, split)?;
     });
@@ -250,10 +250,6 @@ impl WriteData for Pieces {
         }
         Ok(())
     }
-}
-
-fn pieces_again(input: &Input) -> Vec<String> {
-    pieces(&input.data, &input.cuts)
 }
 
 #[cfg(feature = "json")]
