@@ -23,7 +23,7 @@ use support::{
     client::{http_client, Chunk, RawClient},
     server::{serve_sse, TestServer},
     sources::{then_pending, DropFlag, Guarded},
-    span_capture::Capture,
+    span_capture::{self, Capture},
     wait_until,
     wire::{blocks, concat, parse_all},
     within,
@@ -550,12 +550,7 @@ async fn without_a_limit_large_events_go_out() {
 #[tokio::test(flavor = "current_thread")]
 async fn the_warning_names_the_size_and_the_limit_not_the_content() {
     let capture = Capture::default();
-    let _guard = tracing_subscriber::registry()
-        .with(capture.clone())
-        .set_default();
-    // A test without a subscriber, running in parallel, may have registered the
-    // layer's callsites as disabled just before this subscriber was set: ask them again.
-    tracing::callsite::rebuild_interest_cache();
+    let _guard = span_capture::set_default(tracing_subscriber::registry().with(capture.clone()));
     for overflow in [Overflow::Wait, Overflow::DropOldest] {
         let layer = SseLayer::new()
             .no_heartbeat()
@@ -580,12 +575,7 @@ async fn the_warning_names_the_size_and_the_limit_not_the_content() {
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn an_expired_stream_says_so_in_its_span() {
     let capture = Capture::default();
-    let _guard = tracing_subscriber::registry()
-        .with(capture.clone())
-        .set_default();
-    // A test without a subscriber, running in parallel, may have registered the
-    // layer's callsites as disabled just before this subscriber was set: ask them again.
-    tracing::callsite::rebuild_interest_cache();
+    let _guard = span_capture::set_default(tracing_subscriber::registry().with(capture.clone()));
     let expired = |spans: &[HashMap<String, String>]| {
         spans
             .iter()

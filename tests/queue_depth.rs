@@ -22,7 +22,7 @@ use support::{
     client::{Chunk, RawClient},
     server::TestServer,
     sources::{kib_payload, Counting},
-    span_capture::Capture,
+    span_capture::{self, Capture},
     wait_until,
     wire::{blocks, concat, field},
     within,
@@ -393,12 +393,7 @@ async fn next_closed(capture: &Capture, seen: &mut usize) -> HashMap<String, Str
 #[tokio::test(flavor = "current_thread")]
 async fn the_span_records_the_queue_high_water_mark() {
     let capture = Capture::default();
-    let _guard = tracing_subscriber::registry()
-        .with(capture.clone())
-        .set_default();
-    // A test without a subscriber, running in parallel, may have registered the
-    // layer's callsites as disabled just before this subscriber was set: ask them again.
-    tracing::callsite::rebuild_interest_cache();
+    let _guard = span_capture::set_default(tracing_subscriber::registry().with(capture.clone()));
     let mut seen = 0;
 
     // A frozen client: the queue fills to its cap, and the stream closes when the

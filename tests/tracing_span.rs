@@ -6,7 +6,7 @@ use std::{convert::Infallible, time::Duration};
 
 use http::Request;
 use http_body_util::BodyExt;
-use support::span_capture::Capture;
+use support::span_capture::{self, Capture};
 use tower::{service_fn, Layer, ServiceExt};
 use tower_sse::{BufferLimits, Event, Overflow, SseLayer, SseResponse};
 use tracing_subscriber::prelude::*;
@@ -35,16 +35,13 @@ async fn run_stream(layer: SseLayer, events: usize, path: &str, last_event_id: O
 #[tokio::test(flavor = "current_thread")]
 async fn each_stream_gets_a_span_that_records_its_counts_when_it_closes() {
     let capture = Capture::default();
-    let _guard = tracing_subscriber::registry()
-        .with(
+    let _guard = span_capture::set_default(
+        tracing_subscriber::registry().with(
             capture
                 .clone()
                 .with_filter(tracing_subscriber::filter::LevelFilter::DEBUG),
-        )
-        .set_default();
-    // A test without a subscriber, running in parallel, may have registered the
-    // layer's callsites as disabled just before this subscriber was set: ask them again.
-    tracing::callsite::rebuild_interest_cache();
+        ),
+    );
 
     run_stream(SseLayer::new(), 3, "/prices", Some("41")).await;
     run_stream(SseLayer::new(), 5, "/news", None).await;
@@ -70,16 +67,13 @@ async fn each_stream_gets_a_span_that_records_its_counts_when_it_closes() {
 #[tokio::test(flavor = "current_thread")]
 async fn a_stream_that_drops_events_records_the_count_in_its_span() {
     let capture = Capture::default();
-    let _guard = tracing_subscriber::registry()
-        .with(
+    let _guard = span_capture::set_default(
+        tracing_subscriber::registry().with(
             capture
                 .clone()
                 .with_filter(tracing_subscriber::filter::LevelFilter::DEBUG),
-        )
-        .set_default();
-    // A test without a subscriber, running in parallel, may have registered the
-    // layer's callsites as disabled just before this subscriber was set: ask them again.
-    tracing::callsite::rebuild_interest_cache();
+        ),
+    );
 
     // The source is drained into a 4-event buffer before the body is ever polled:
     // with DropNewest the rest is dropped and counted.
@@ -107,4 +101,29 @@ async fn a_stream_that_drops_events_records_the_count_in_its_span() {
     assert_eq!(spans.len(), 1);
     assert_eq!(spans[0]["dropped"], "96");
     assert_eq!(spans[0]["events"], "4");
+}
+
+/// The race that once failed CI: this thread's subscriber is set first, then a thread
+/// without one is the first to reach the layer's span. Its spans are not captured;
+/// this thread's still are. (Run alone, with no other test's subscriber alive, this
+/// failed before `span_capture::set_default` kept a second dispatcher alive.)
+#[tokio::test(flavor = "current_thread")]
+async fn a_thread_without_a_subscriber_reaching_the_span_first_does_not_hide_it_here() {
+    let capture = Capture::default();
+    let _guard = span_capture::set_default(tracing_subscriber::registry().with(capture.clone()));
+
+    std::thread::spawn(|| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(run_stream(SseLayer::new(), 1, "/elsewhere", None));
+    })
+    .join()
+    .unwrap();
+    run_stream(SseLayer::new(), 2, "/here", None).await;
+
+    let spans = capture.take_spans();
+    let paths: Vec<&str> = spans.iter().map(|s| s["path"].as_str()).collect();
+    assert_eq!(paths, ["/here"], "{spans:?}");
 }

@@ -4,16 +4,35 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, OnceLock},
 };
 
 use tracing::{
+    dispatcher::DefaultGuard,
     field::{Field, Visit},
-    span, Subscriber,
+    span,
+    subscriber::NoSubscriber,
+    Dispatch, Subscriber,
 };
 use tracing_subscriber::{layer::Context, registry::LookupSpan};
 
 type Fields = HashMap<String, String>;
+
+/// Sets `subscriber` as this thread's default, so that it sees the crate's spans and
+/// events even while other tests run at once on other threads without a subscriber.
+///
+/// Why a second dispatcher: while only one dispatcher is alive, `tracing-core`
+/// computes a callsite's interest, when the callsite is first hit, from the default
+/// of the thread that hits it. A test without a subscriber hitting the layer's span
+/// first would then cache "never" for every thread, this one included. With a second
+/// dispatcher alive for the whole run, interest is computed over every live
+/// dispatcher, this thread's subscriber among them. (`rebuild_interest_cache` after
+/// `set_default` does not help: the other test may hit the callsite after it.)
+pub(crate) fn set_default(subscriber: impl Subscriber + Send + Sync + 'static) -> DefaultGuard {
+    static SECOND: OnceLock<Dispatch> = OnceLock::new();
+    SECOND.get_or_init(|| Dispatch::new(NoSubscriber::default()));
+    tracing::subscriber::set_default(subscriber)
+}
 
 #[derive(Clone, Default)]
 pub(crate) struct Capture {
