@@ -40,7 +40,8 @@
 #                    (the demo with FANOUT_COALESCE_MS=0) tower-sse-owned (the demo with
 #                    STREAM_EVENTS=owned: /stream events as Event + String) axum-owned
 #                    (the axum reference with STREAM_EVENTS=owned: Event::data(String))
-#                    tower-sse-64k (the demo with 64 KiB frames instead of 12 KiB)
+#                    tower-sse-12k (the demo with fixed 12 KiB frames: MAX_FRAME_BYTES=12288,
+#                    instead of 64 KiB frames sized to the socket)
 #   SERVER_CPU=0 LOADGEN_CPU=1 NOFILE=20000
 #   NO_BUILD=1       use the binaries already built (target/release/examples/{demo,axum_ref},
 #                    target/release/sse-loadgen; $CARGO_TARGET_DIR instead of target/ if set)
@@ -183,7 +184,7 @@ start_server() {
   tower-sse-timer) exe=$bin/demo heartbeat=timer ;;
   tower-sse-nocoalesce) exe=$bin/demo extra=(FANOUT_COALESCE_MS=0) ;;
   tower-sse-owned) exe=$bin/demo extra=(STREAM_EVENTS=owned) ;;
-  tower-sse-64k) exe=$bin/demo extra=(MAX_FRAME_BYTES=65536) ;;
+  tower-sse-12k) exe=$bin/demo extra=(MAX_FRAME_BYTES=12288) ;;
   axum) exe=$bin/axum_ref ;;
   axum-owned) exe=$bin/axum_ref extra=(STREAM_EVENTS=owned) ;;
   floor) exe=$bin/axum_ref floor=1 ;;

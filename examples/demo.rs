@@ -102,11 +102,13 @@ mod payload;
 mod alloc;
 
 const DEFAULT_PORT: u16 = 3000;
-/// The layer's frame cap. On HTTP/1 the server's write gate keeps one frame at a time
-/// in hyper, so a stalled reader holds at most one: 12 KiB frames keep a stalled
-/// reader within 24 KiB of RSS (RELIABILITY.md, "Memory per connection"); 16 KiB
-/// frames are a little faster on `/stream` and hold 29 KiB (BENCHMARKS.md).
-const DEFAULT_FRAME_BYTES: u64 = 12 * 1024;
+/// The layer's frame cap, its default. On HTTP/1 the server's write gate keeps one
+/// frame at a time in hyper, and on Linux the server caps each frame at what the
+/// socket takes at once (12 KiB until the client is warm and after a quiet spell), so
+/// a stalled reader holds one small frame (RELIABILITY.md, "Memory per connection")
+/// while a reader that keeps up gets 64 KiB frames (BENCHMARKS.md, "Frames sized to
+/// the socket").
+const DEFAULT_FRAME_BYTES: u64 = 64 * 1024;
 /// hyper's HTTP/1 write queue limit, the axum reference's too (a fair comparison runs
 /// both on the same settings): with the write gate hyper holds one SSE frame at a time
 /// whatever this is; it bounds what other responses queue.

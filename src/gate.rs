@@ -11,6 +11,11 @@
 //! (RELIABILITY.md, "Memory per connection"). A reader that keeps up loses nothing:
 //! hyper writes each frame with one `writev` either way.
 //!
+//! The transport may also cap the next frame (`frame_cap`): on Linux it measures, when
+//! a full frame was written, how much more the socket takes at once (`server::room`),
+//! so that a busy stream's frames grow past what a stalled reader may hold only while
+//! the kernel takes them whole.
+//!
 //! The gate travels in the request's extensions (put there by the `server` feature's
 //! `Server`); a body without one is never gated, nor is one whose connection's
 //! transport did not arm the gate (HTTP/2, where hyper polls each stream's body on
@@ -18,7 +23,7 @@
 
 use std::{
     sync::{
-        atomic::{AtomicU8, Ordering},
+        atomic::{AtomicU8, AtomicUsize, Ordering},
         Arc,
     },
     task::{Context, Poll},
@@ -30,6 +35,8 @@ use atomic_waker::AtomicWaker;
 const UNARMED: u8 = 0;
 const OPEN: u8 = 1;
 const CLOSED: u8 = 2;
+/// Closed by a frame that filled its cap: the stream is busy.
+const CLOSED_FULL: u8 = 3;
 
 /// One connection's gate; clones share it.
 #[derive(Clone, Default)]
@@ -39,6 +46,8 @@ struct Inner {
     state: AtomicU8,
     /// The body waiting for the gate to open.
     waker: AtomicWaker,
+    /// The next frame's cap in bytes, set by the transport before it opens the gate.
+    frame_cap: AtomicUsize,
 }
 
 impl Default for Inner {
@@ -46,6 +55,7 @@ impl Default for Inner {
         Self {
             state: AtomicU8::new(UNARMED),
             waker: AtomicWaker::new(),
+            frame_cap: AtomicUsize::new(usize::MAX),
         }
     }
 }
@@ -63,28 +73,53 @@ impl WriteGate {
         self.0.state.store(OPEN, Ordering::Release);
     }
 
-    /// A frame was handed to hyper. An unarmed gate stays open.
-    pub(crate) fn close(&self) {
+    /// A frame was handed to hyper; `full` if it filled its cap. An unarmed gate stays
+    /// open.
+    pub(crate) fn close(&self, full: bool) {
+        let closed = if full { CLOSED_FULL } else { CLOSED };
         let _ = self
             .0
             .state
-            .compare_exchange(OPEN, CLOSED, Ordering::AcqRel, Ordering::Acquire);
+            .compare_exchange(OPEN, closed, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// While the gate is closed, whether the frame that closed it filled its cap;
+    /// `None` while it is open.
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
+    pub(crate) fn closed_by_full_frame(&self) -> Option<bool> {
+        match self.0.state.load(Ordering::Acquire) {
+            CLOSED => Some(false),
+            CLOSED_FULL => Some(true),
+            _ => None,
+        }
+    }
+
+    /// Caps the next frame at `bytes`; the transport sets it before it opens the gate.
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
+    pub(crate) fn set_frame_cap(&self, bytes: usize) {
+        self.0.frame_cap.store(bytes, Ordering::Relaxed);
+    }
+
+    /// The next frame's cap: `usize::MAX` unless the transport set one.
+    #[inline]
+    pub(crate) fn frame_cap(&self) -> usize {
+        self.0.frame_cap.load(Ordering::Relaxed)
     }
 
     /// The transport has written everything it was given: wakes a waiting body.
     #[cfg_attr(not(feature = "server"), allow(dead_code))]
     pub(crate) fn open(&self) {
-        let opened =
-            self.0
-                .state
-                .compare_exchange(CLOSED, OPEN, Ordering::AcqRel, Ordering::Acquire);
+        let state = &self.0.state;
+        let opened = state.fetch_update(Ordering::AcqRel, Ordering::Acquire, |now| {
+            (now >= CLOSED).then_some(OPEN)
+        });
         if opened.is_ok() {
             self.0.waker.wake();
         }
     }
 
     fn is_closed(&self) -> bool {
-        self.0.state.load(Ordering::Acquire) == CLOSED
+        self.0.state.load(Ordering::Acquire) >= CLOSED
     }
 
     /// `Ready` while the gate is open; otherwise `Pending`, woken when it opens.
@@ -135,10 +170,12 @@ mod tests {
         let mut cx = Context::from_waker(&waker);
         let gate = WriteGate::new();
         // Unarmed (no transport reports to it): never closed.
-        gate.close();
+        gate.close(true);
         assert!(gate.poll_open(&mut cx).is_ready());
+        assert_eq!(gate.closed_by_full_frame(), None);
         gate.arm();
-        gate.close();
+        gate.close(false);
+        assert_eq!(gate.closed_by_full_frame(), Some(false));
         assert!(gate.poll_open(&mut cx).is_pending());
         assert_eq!(count.0.load(Ordering::SeqCst), 0);
         gate.open();
@@ -147,5 +184,22 @@ mod tests {
         // Opening an open gate wakes nobody.
         gate.open();
         assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        // A full frame closes it too, and says so until it opens.
+        gate.close(true);
+        assert_eq!(gate.closed_by_full_frame(), Some(true));
+        assert!(gate.poll_open(&mut cx).is_pending());
+        gate.open();
+        assert_eq!(gate.closed_by_full_frame(), None);
+        assert_eq!(count.0.load(Ordering::SeqCst), 2);
+        assert!(gate.poll_open(&mut cx).is_ready());
+    }
+
+    #[test]
+    fn the_frame_cap_is_unbounded_until_the_transport_sets_one() {
+        let gate = WriteGate::new();
+        assert_eq!(gate.frame_cap(), usize::MAX);
+        let transport = gate.clone();
+        transport.set_frame_cap(4096);
+        assert_eq!(gate.frame_cap(), 4096);
     }
 }

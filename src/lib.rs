@@ -83,7 +83,9 @@
 //! | `test-util` | [`test_util`]: [`SseReader`](test_util::SseReader) reads an SSE response in tests as `EventSource` parses it, heartbeats and `Last-Event-ID` included, on tokio's paused clock |
 //! | `tls` | [`Server::tls`](server::Server::tls) (implies `server`): HTTPS with rustls (`ring`), HTTP/2 and HTTP/1.1 by ALPN; [`server::tls_config_from_pem`] |
 
-#![forbid(unsafe_code)]
+// `deny`, not `forbid`: the server's one `getsockopt(TCP_INFO)` (`server/room.rs`,
+// Linux) allows it there alone.
+#![deny(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 

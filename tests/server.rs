@@ -379,6 +379,36 @@ async fn accepted_sockets_get_nodelay_keepalive_user_timeout_and_send_queue_boun
     server.stop().await.unwrap();
 }
 
+/// On Linux the server sizes a busy stream's frames by what the socket takes at once
+/// (`TCP_INFO`): at most 12 KiB until the client has acknowledged 256 KiB, then as much
+/// as the peer's window and the low-water mark take, up to the layer's 64 KiB cap.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_of_a_reader_that_keeps_up_grow_to_what_the_socket_takes() {
+    let server = Running::start(|s| s).await;
+    let mut client = RawClient::connect(server.addr).await;
+    client.get("/endless", &[]).await;
+    assert_eq!(client.read_head().await.status, 200);
+    let (mut sizes, mut offset) = (Vec::new(), 0);
+    while offset < 8 << 20 {
+        let Chunk::Data(data) = client.read_chunk().await else {
+            panic!("the endless stream ended");
+        };
+        sizes.push((offset, data.len()));
+        offset += data.len();
+    }
+    // A frame that starts before 200 KiB of body was made before the client could
+    // have acknowledged 256 KiB (head and chunk sizes included).
+    let cold = sizes.iter().filter(|(at, _)| *at < 200 * 1024);
+    assert!(cold.clone().all(|(_, len)| *len <= 12 * 1024), "{sizes:?}");
+    assert!(cold.count() >= 16, "{sizes:?}");
+    let largest = sizes.iter().map(|(_, len)| *len).max().unwrap();
+    assert!(largest > 12 * 1024, "frames never grew: {sizes:?}");
+    assert!(largest <= 64 * 1024, "{sizes:?}");
+    println!("{} frames; largest {} KiB", sizes.len(), largest / 1024);
+    server.stop().await.unwrap();
+}
+
 /// The server-side kernel send queue (`Send-Q`: unsent and unacknowledged bytes) of the
 /// connection from local port `port`, as `ss` (iproute2) reports it.
 fn send_queue(server: SocketAddr, client_port: u16) -> u64 {

@@ -1,5 +1,7 @@
 //! The transport of an HTTP/1 connection, wired to the connection's [`WriteGate`]: it
-//! arms the gate, and a flush that completes opens it.
+//! arms the gate, and a flush that completes opens it. On Linux, over plain TCP with
+//! `TCP_NOTSENT_LOWAT`, it also caps the next frame at what the socket takes at once
+//! (see `room`) before it opens the gate.
 //!
 //! An SSE body closes the gate with every frame it hands hyper, and hyper flushes its
 //! transport only once it has written out everything it holds, so between the two the
@@ -21,6 +23,9 @@ use crate::gate::WriteGate;
 pub(crate) struct GatedIo<T> {
     io: T,
     gate: Option<WriteGate>,
+    /// `io`'s socket and its `TCP_NOTSENT_LOWAT`, to cap frames by (see `room`).
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    room: Option<(std::os::fd::RawFd, u32)>,
 }
 
 impl<T> GatedIo<T> {
@@ -29,7 +34,42 @@ impl<T> GatedIo<T> {
         if let Some(gate) = &gate {
             gate.arm();
         }
-        Self { io, gate }
+        Self {
+            io,
+            gate,
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            room: None,
+        }
+    }
+
+    /// Before it opens the gate, caps the next frame by the socket's room.
+    #[inline]
+    fn cap_next_frame(&self, gate: &WriteGate) {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        if let (Some((fd, lowat)), Some(full)) = (self.room, gate.closed_by_full_frame()) {
+            gate.set_frame_cap(super::room::next_frame_cap(fd, lowat, full));
+        }
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        let _ = gate;
+    }
+}
+
+impl GatedIo<tokio::net::TcpStream> {
+    /// Caps each frame by what the socket takes at once, with `TCP_NOTSENT_LOWAT` at
+    /// `lowat` (Linux and Android; without a low-water mark the kernel's send buffer,
+    /// not the mark, bounds what it holds unsent, and frames are not capped).
+    pub(crate) fn sized_by_socket(self, lowat: Option<u32>) -> Self {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        if let (Some(_), Some(lowat)) = (&self.gate, lowat) {
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&self.io);
+            return Self {
+                room: Some((fd, lowat)),
+                ..self
+            };
+        }
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        let _ = lowat;
+        self
     }
 }
 
@@ -67,6 +107,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for GatedIo<T> {
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let polled = Pin::new(&mut self.io).poll_flush(cx);
         if let (Some(gate), Poll::Ready(Ok(()))) = (&self.gate, &polled) {
+            self.cap_next_frame(gate);
             gate.open();
         }
         polled

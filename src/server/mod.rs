@@ -170,6 +170,8 @@ mod body;
 mod conn;
 mod gated;
 mod protocol;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod room;
 mod service;
 mod settings;
 mod shed;
@@ -596,7 +598,9 @@ where
     /// ([`limit::client_ip`](crate::limit::client_ip) reads it).
     fn serve_connection(&self, tcp: TcpStream, permit: OwnedSemaphorePermit) {
         let started = Arc::new(AtomicBool::new(false));
+        // Frames are small until a transport measures room for more (`gated`, `room`).
         let gate = WriteGate::new();
+        gate.set_frame_cap(settings::UNMEASURED_FRAME);
         let adapter = Adapter::new(
             self.service.clone(),
             self.settings.request_timeout,
@@ -613,9 +617,9 @@ where
             });
             return;
         }
-        let builders = self.builders.clone();
+        let (builders, lowat) = (self.builders.clone(), self.settings.notsent_lowat);
         tokio::spawn(async move {
-            serve_tcp(tcp, adapter, &builders, watch, gate).await;
+            serve_tcp(tcp, adapter, &builders, watch, (gate, lowat)).await;
             drop(permit);
         });
     }
@@ -663,13 +667,14 @@ where
 /// A plain TCP connection: HTTP/1.1 or h2c (peeked at, nothing consumed: see
 /// `protocol`), each served by hyper's connection for its protocol, boxed on its own.
 /// A client that sends nothing is closed at the head deadline, as by `conn::drive`.
-/// An HTTP/1.1 connection's writes work `gate` (see `gated`).
+/// An HTTP/1.1 connection's writes work `gate` and size its frames by the socket's
+/// room under `TCP_NOTSENT_LOWAT` at `lowat` (see `gated`).
 async fn serve_tcp<S>(
     tcp: TcpStream,
     adapter: S,
     builders: &Builders,
     watch: Watch,
-    gate: WriteGate,
+    (gate, lowat): (WriteGate, Option<u32>),
 ) where
     S: hyper::service::HttpService<hyper::body::Incoming> + Send + 'static,
     S::Future: Send + 'static,
@@ -684,7 +689,7 @@ async fn serve_tcp<S>(
     };
     match detected {
         Ok(Some(Protocol::Http1)) => {
-            let io = TokioIo::new(GatedIo::new(tcp, Some(gate)));
+            let io = TokioIo::new(GatedIo::new(tcp, Some(gate)).sized_by_socket(lowat));
             let conn = Box::pin(builders.h1.serve_connection(io, adapter));
             conn::drive(conn, watch).await;
         }

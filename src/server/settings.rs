@@ -9,6 +9,10 @@ pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) const FD_HEADROOM: usize = 128;
 /// Connections past the cap answered at the same time; more are closed at once.
 pub(crate) const SHED_SLOTS: usize = 64;
+/// The cap of every SSE frame on a connection whose socket's room is not measured
+/// (HTTP/2, TLS, other systems than Linux; on Linux before warm-up and after a quiet
+/// spell, see `room`): a stalled reader holds at most about this much.
+pub(crate) const UNMEASURED_FRAME: usize = 12 * 1024;
 /// The open-files limit assumed where the process's own cannot be read.
 const FALLBACK_FD_LIMIT: usize = 1024;
 

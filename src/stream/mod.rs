@@ -196,7 +196,8 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let polled = self.as_mut().poll_next_frame(cx);
         if let (Poll::Ready(Some(Ok(_))), Some(gate)) = (&polled, &self.gate) {
-            gate.close();
+            // A full frame (the stream is busy) lets the transport size the next one.
+            gate.close(self.busy);
         }
         polled
     }
@@ -220,12 +221,18 @@ where
                     stop_source(this.source.as_mut(), this.guard);
                 }
             }
+            // The gate's transport may cap this frame below the layer's cap.
+            let cap = this
+                .gate
+                .as_ref()
+                .map_or(usize::MAX, WriteGate::frame_cap)
+                .min(this.guard.config.frame_bytes());
             // A busy stream's frame is allocated now, when hyper asks for it: with the
             // write gate, once it wrote out the last one.
-            let reserved = std::mem::take(this.busy) && reserve(this.frame, this.guard);
+            let reserved = std::mem::take(this.busy) && reserve(this.frame, cap);
             let fill = match fill(
                 this.source.as_mut(),
-                this.frame,
+                (this.frame, cap),
                 *this.carried,
                 this.guard,
                 cx,
@@ -246,7 +253,7 @@ where
             }
             if !this.frame.is_empty() {
                 let flags = (&mut *this.carried, &mut *this.busy);
-                let bytes = take_frame(this.frame, flags, &fill, this.guard);
+                let bytes = take_frame((this.frame, cap), flags, &fill, this.guard);
                 if let Some(hb) = this.heartbeat.as_mut() {
                     hb.wrote();
                 }
@@ -301,12 +308,12 @@ fn stop_source<St>(mut source: Pin<&mut Source<St>>, guard: &mut Guard) {
     }
 }
 
-/// Fills `frame` with what is ready: from the source itself (direct mode) or from
-/// the queue (pumped mode). An error is a client disconnected as too slow.
+/// Fills `frame` up to `cap` bytes with what is ready: from the source itself (direct
+/// mode) or from the queue (pumped mode). An error is a client disconnected as too slow.
 #[inline(always)]
 fn fill<St, T, E>(
     source: Pin<&mut Source<St>>,
-    frame: &mut BytesMut,
+    (frame, cap): (&mut BytesMut, usize),
     carried: bool,
     guard: &Guard,
     cx: &mut Context<'_>,
@@ -321,7 +328,7 @@ where
         SourceProj::Direct { stream } => {
             let mut sink = FrameSink {
                 frame,
-                max: config.frame_bytes(),
+                max: cap,
                 // An event carried over from the last poll is already in `frame`.
                 events: usize::from(carried),
                 split_at: None,
@@ -338,7 +345,7 @@ where
                 yield_now: drained == Drained::Budget,
             })
         }
-        SourceProj::Pumped => fill_from_queue(frame, guard, cx),
+        SourceProj::Pumped => fill_from_queue((frame, cap), guard, cx),
         SourceProj::Done => Ok(Fill {
             ended: true,
             ..Fill::default()
@@ -346,10 +353,10 @@ where
     }
 }
 
-/// Pumped mode: takes a frame's worth from the queue.
+/// Pumped mode: takes a frame's worth (`cap` bytes) from the queue.
 #[inline]
 fn fill_from_queue(
-    frame: &mut BytesMut,
+    (frame, cap): (&mut BytesMut, usize),
     guard: &Guard,
     cx: &mut Context<'_>,
 ) -> Result<Fill, SlowClientError> {
@@ -358,12 +365,7 @@ fn fill_from_queue(
     };
     let mut queue = lock(queue);
     let mut fill = Fill::default();
-    match queue.take_frame(
-        frame,
-        config.frame_bytes(),
-        config.limits.events(),
-        config.gap_fn(),
-    ) {
+    match queue.take_frame(frame, cap, config.limits.events(), config.gap_fn()) {
         Take::Frame(events) => fill.events = events,
         Take::Ended => fill.ended = true,
         // Registered under the queue's lock: a push after this wakes the body.
@@ -373,10 +375,10 @@ fn fill_from_queue(
     Ok(fill)
 }
 
-/// Splits off the frame to send and counts it.
+/// Splits off the frame to send and counts it; it is full at `cap` bytes.
 #[inline(always)]
 fn take_frame(
-    frame: &mut BytesMut,
+    (frame, cap): (&mut BytesMut, usize),
     (carried, busy): (&mut bool, &mut bool),
     fill: &Fill,
     guard: &mut Guard,
@@ -384,7 +386,7 @@ fn take_frame(
     let config = &*guard.config;
     *carried = fill.split_at.is_some();
     let full = *carried
-        || frame.len() >= config.frame_bytes()
+        || frame.len() >= cap
         || (guard.queue.is_some() && fill.events >= config.limits.events());
     // The frame sent owns its allocation alone: the carried event is copied out, so
     // the next frame's bytes do not keep the allocation alive (and touched) while
@@ -403,12 +405,11 @@ fn take_frame(
     bytes
 }
 
-/// Allocates a busy stream's next frame at once: the cap and room for the event that
-/// crosses it, so that it does not grow by doubling; at most 256 KiB (a larger frame
-/// grows as it fills). Whether it allocated.
+/// Allocates a busy stream's next frame at once: the `cap` and room for the event
+/// that crosses it, so that it does not grow by doubling; at most 256 KiB (a larger
+/// frame grows as it fills). Whether it allocated.
 #[inline]
-fn reserve(frame: &mut BytesMut, guard: &Guard) -> bool {
-    let cap = guard.config.frame_bytes();
+fn reserve(frame: &mut BytesMut, cap: usize) -> bool {
     let want = cap.saturating_add(cap / 8).min(256 * 1024);
     if frame.capacity() >= want {
         return false;
