@@ -140,13 +140,16 @@ impl SseLayer {
     /// The frame is also the unit of what a client that stops reading holds. Served by
     /// [`server::Server`](crate::server::Server) (feature `server`), an HTTP/1.1
     /// connection's write gate keeps one frame at a time in hyper: a stalled reader
-    /// holds one frame (allocated at 9/8 of this cap) and the connection's own state,
-    /// and nothing more. Served otherwise (`axum::serve`, your own hyper loop), hyper
-    /// keeps taking frames while its write queue holds less than its buffer limit:
-    /// up to that limit plus two frames. Over HTTP/2, up to two frames plus h2's send
-    /// buffer per stream (see [`BufferLimits`]). The demo's 12 KiB frames keep a
-    /// stalled reader within 24 KiB of RSS; bigger frames mean fewer writes on a fast
-    /// connection (RELIABILITY.md, "Memory per connection"; BENCHMARKS.md).
+    /// holds one frame (allocated at 9/8 of its cap) and the connection's own state,
+    /// and nothing more; and the server caps each frame further, at 12 KiB, or on
+    /// Linux over plain TCP at what the socket takes at once, so a reader that keeps up
+    /// gets frames of this cap and a stalled one holds a small one (13.7 KiB of RSS per
+    /// stalled reader of the demo's `/stream`, with this cap at 64 KiB). Served otherwise
+    /// (`axum::serve`, your own hyper loop), hyper keeps taking frames while its write
+    /// queue holds less than its buffer limit: up to that limit plus two frames. Over
+    /// HTTP/2, up to two frames plus h2's send buffer per stream (see [`BufferLimits`]).
+    /// Bigger frames mean fewer writes on a fast connection (RELIABILITY.md, "Memory
+    /// per connection"; BENCHMARKS.md, "Frames sized to the socket").
     ///
     /// ```
     /// let layer = tower_sse::SseLayer::new().max_frame_bytes(16 * 1024);

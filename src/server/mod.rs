@@ -45,7 +45,8 @@
 //! | small writes | `TCP_NODELAY` | |
 //! | dead peers | TCP keepalive and `TCP_USER_TIMEOUT` (Linux), see below | [`tcp_keepalive`](Server::tcp_keepalive) (30 s, 10 s, 3), [`tcp_user_timeout`](Server::tcp_user_timeout) (30 s) |
 //! | kernel memory | `TCP_NOTSENT_LOWAT` (Linux), optionally `SO_SNDBUF`, see below | [`tcp_notsent_lowat`](Server::tcp_notsent_lowat) (16 KiB), [`send_buffer_size`](Server::send_buffer_size) (none) |
-//! | stalled readers | the write gate: an SSE body on an HTTP/1.1 connection makes no frame while hyper still holds the last one (a frame handed to hyper closes the gate, hyper's flush of everything it holds opens it), so a client that stops reading holds one frame and nothing more (RELIABILITY.md: the demo's stalled `/stream` reader, 22.8 KiB of RSS) | always on for HTTP/1.1 (TLS too); HTTP/2 streams are not gated |
+//! | stalled readers | the write gate: an SSE body on an HTTP/1.1 connection makes no frame while hyper still holds the last one (a frame handed to hyper closes the gate, hyper's flush of everything it holds opens it), so a client that stops reading holds one frame and nothing more | always on for HTTP/1.1 (TLS too); HTTP/2 streams are not gated |
+//! | frame size | each SSE frame is at most 12 KiB (and the layer's [`max_frame_bytes`](crate::SseLayer::max_frame_bytes)); on Linux, over plain HTTP/1.1, a busy stream's next frame may be as large as the socket takes at once (`TCP_INFO`: the peer's window not in flight plus the low-water mark's room) once the client has acknowledged 256 KiB, so a reader that keeps up gets up to 64 KiB per write and a stalled one holds one small frame (see below; the demo's stalled `/stream` reader: 13.7 KiB of RSS) | on, with [`tcp_notsent_lowat`](Server::tcp_notsent_lowat) set; otherwise 12 KiB frames |
 //! | server memory | hyper's HTTP/1 write buffer and HTTP/2 per-stream send buffer | [`http1_max_buf_size`](Server::http1_max_buf_size) (64 KiB), [`http2_max_send_buf_size`](Server::http2_max_send_buf_size) (16 KiB), [`http2_max_concurrent_streams`](Server::http2_max_concurrent_streams) (200) |
 //! | shutdown | when the signal future resolves: stop accepting, end the layer's open streams ([`streams`](Server::streams)), let every connection finish its responses, drop those still open after the grace period; then [`serve`](Server::serve) returns | [`shutdown_grace`](Server::shutdown_grace) (3 s) |
 //!
@@ -72,9 +73,12 @@
 //!
 //! - the layer's buffer ([`BufferLimits`](crate::BufferLimits)) and the frame being
 //!   sent;
-//! - **HTTP/1**: hyper's write queue: hyper takes body frames while it holds less than
-//!   [`http1_max_buf_size`](Server::http1_max_buf_size), socket writable or not, so up
-//!   to that plus one frame;
+//! - **HTTP/1**: the one frame hyper could not write (the write gate). Its size is what
+//!   the socket was measured to take when it was made (Linux, plain TCP), so a reader
+//!   that stops mid-stream leaves the kernel a frame it takes whole and the server the
+//!   next, small one; at most 12 KiB where nothing is measured. Without the gate
+//!   (`axum::serve`, your own hyper loop) hyper takes body frames while it holds less
+//!   than its write buffer limit, socket writable or not, so up to that plus one frame;
 //! - **HTTP/2**: per stream, at most [`http2_max_send_buf_size`](Server::http2_max_send_buf_size)
 //!   plus one body frame (h2 takes a whole frame once any send capacity is free), times
 //!   at most [`http2_max_concurrent_streams`](Server::http2_max_concurrent_streams) streams
@@ -340,6 +344,11 @@ impl Server {
     /// sent. This bounds what a client that stops reading holds in the kernel without
     /// limiting the bytes in flight, so throughput is kept. Default 16 KiB; see
     /// [memory per stalled connection](self#memory-per-stalled-connection).
+    ///
+    /// It is also what lets the server size frames to the socket on Linux (the
+    /// "frame size" row of [what it does for you](self#what-it-does-for-you)): with
+    /// `None` the kernel's send buffer, not this mark, bounds what it holds unsent,
+    /// and every SSE frame is at most 12 KiB.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
