@@ -221,18 +221,14 @@ where
                     stop_source(this.source.as_mut(), this.guard);
                 }
             }
-            // The gate's transport may cap this frame below the layer's cap.
-            let cap = this
-                .gate
-                .as_ref()
-                .map_or(usize::MAX, WriteGate::frame_cap)
-                .min(this.guard.config.frame_bytes());
+            let gate = this.gate.as_ref();
             // A busy stream's frame is allocated now, when hyper asks for it: with the
             // write gate, once it wrote out the last one.
-            let reserved = std::mem::take(this.busy) && reserve(this.frame, cap);
+            let reserved = std::mem::take(this.busy)
+                && reserve(this.frame, frame_cap(gate, &this.guard.config));
             let fill = match fill(
                 this.source.as_mut(),
-                (this.frame, cap),
+                (this.frame, gate),
                 *this.carried,
                 this.guard,
                 cx,
@@ -253,6 +249,7 @@ where
             }
             if !this.frame.is_empty() {
                 let flags = (&mut *this.carried, &mut *this.busy);
+                let cap = frame_cap(gate, &this.guard.config);
                 let bytes = take_frame((this.frame, cap), flags, &fill, this.guard);
                 if let Some(hb) = this.heartbeat.as_mut() {
                     hb.wrote();
@@ -308,12 +305,24 @@ fn stop_source<St>(mut source: Pin<&mut Source<St>>, guard: &mut Guard) {
     }
 }
 
-/// Fills `frame` up to `cap` bytes with what is ready: from the source itself (direct
-/// mode) or from the queue (pumped mode). An error is a client disconnected as too slow.
+/// This frame's cap: the layer's, lowered by the gate's transport. The gate's cap
+/// changes only while the gate is closed, when no frame is made.
+#[inline(always)]
+fn frame_cap(gate: Option<&WriteGate>, config: &Config) -> usize {
+    let layer = config.frame_bytes();
+    match gate {
+        Some(gate) => gate.frame_cap().min(layer),
+        None => layer,
+    }
+}
+
+/// Fills `frame` up to its cap (see [`frame_cap`]) with what is ready: from the source
+/// itself (direct mode) or from the queue (pumped mode). An error is a client
+/// disconnected as too slow.
 #[inline(always)]
 fn fill<St, T, E>(
     source: Pin<&mut Source<St>>,
-    (frame, cap): (&mut BytesMut, usize),
+    (frame, gate): (&mut BytesMut, Option<&WriteGate>),
     carried: bool,
     guard: &Guard,
     cx: &mut Context<'_>,
@@ -328,7 +337,7 @@ where
         SourceProj::Direct { stream } => {
             let mut sink = FrameSink {
                 frame,
-                max: cap,
+                max: frame_cap(gate, config),
                 // An event carried over from the last poll is already in `frame`.
                 events: usize::from(carried),
                 split_at: None,
@@ -345,7 +354,7 @@ where
                 yield_now: drained == Drained::Budget,
             })
         }
-        SourceProj::Pumped => fill_from_queue((frame, cap), guard, cx),
+        SourceProj::Pumped => fill_from_queue((frame, frame_cap(gate, config)), guard, cx),
         SourceProj::Done => Ok(Fill {
             ended: true,
             ..Fill::default()
