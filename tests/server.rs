@@ -26,7 +26,7 @@ use tokio::{io::AsyncReadExt as _, net::TcpStream, sync::oneshot, task::JoinHand
 use tower::Layer as _;
 use tower_sse::{
     server::{RequestBody, Server},
-    Event, SseLayer, SseResponse,
+    Event, SseLayer, SseResponse, SseStats,
 };
 
 use support::{
@@ -52,6 +52,7 @@ struct Seen {
 struct Running {
     addr: SocketAddr,
     seen: Arc<Seen>,
+    stats: SseStats,
     stop: Option<oneshot::Sender<()>>,
     done: JoinHandle<io::Result<()>>,
 }
@@ -60,6 +61,7 @@ impl Running {
     async fn start(configure: impl FnOnce(Server) -> Server) -> Self {
         let seen = Arc::new(Seen::default());
         let sse = SseLayer::new();
+        let stats = sse.stats();
         let server = Server::bind("127.0.0.1:0").await.unwrap().streams(
             sse.shutdown_handle(),
             Event::new().retry(Duration::from_millis(1000)),
@@ -78,6 +80,7 @@ impl Running {
         Self {
             addr,
             seen,
+            stats,
             stop: Some(stop),
             done,
         }
@@ -407,6 +410,77 @@ async fn frames_of_a_reader_that_keeps_up_grow_to_what_the_socket_takes() {
     assert!(largest <= 64 * 1024, "{sizes:?}");
     println!("{} frames; largest {} KiB", sizes.len(), largest / 1024);
     server.stop().await.unwrap();
+}
+
+/// A client that read 4 MiB (its frames grown to 64 KiB) and stopped: the server
+/// holds at most one small frame of its stream, because each frame was sized to what
+/// the socket took at once. Measured from outside: the bytes the layer handed hyper,
+/// less those the client read, those in its receive queue and those in the server's
+/// send queue (`ss`), plus at most the chunk framing of the queued bytes.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_stops_after_large_frames_leaves_one_small_frame_in_the_server() {
+    let server = Running::start(|s| s).await;
+    let mut client = RawClient::connect(server.addr).await;
+    client.get("/endless", &[]).await;
+    assert_eq!(client.read_head().await.status, 200);
+    let (mut read, mut largest) = (0, 0);
+    while read < 4 << 20 {
+        let Chunk::Data(data) = client.read_chunk().await else {
+            panic!("the endless stream ended");
+        };
+        read += data.len();
+        largest = largest.max(data.len());
+    }
+    assert!(largest > 12 * 1024, "frames never grew: {largest}");
+    // The client reads nothing more; wait until the layer hands hyper nothing more.
+    let sent = within("the stream stops", async {
+        let (mut last, mut same) = (u64::MAX, 0);
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let sent = server.stats.bytes_sent();
+            same = if sent == last { same + 1 } else { 0 };
+            last = sent;
+            if same == 5 {
+                return sent;
+            }
+        }
+    })
+    .await;
+    let client_port = client.local_addr().port();
+    let queued = client.buffered() as u64
+        + recv_queue(client_port, server.addr)
+        + send_queue(server.addr, client_port);
+    // Chunks of at least 3 KiB (frames are filled to a cap of at least 4 KiB), each
+    // with at most 12 bytes of framing.
+    let framing = 12 * (queued / 3072 + 1);
+    let held = sent - read as u64 - queued + framing;
+    println!(
+        "largest frame {} KiB; held in the server after the stall: {held} bytes (queued \
+         in the kernel and the client: {queued})",
+        largest / 1024
+    );
+    assert!(held <= 16 * 1024, "{held} bytes held");
+    server.stop().await.unwrap();
+}
+
+/// The client-side kernel receive queue (`Recv-Q`) of the connection from local port
+/// `client_port` to `server`, as `ss` reports it.
+fn recv_queue(client_port: u16, server: SocketAddr) -> u64 {
+    let out = std::process::Command::new("ss")
+        .args(["-tnH", "state", "established"])
+        .arg(format!(
+            "( sport = :{client_port} and dport = :{} )",
+            server.port()
+        ))
+        .output()
+        .expect("running `ss` (iproute2 is needed)");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let line = text
+        .lines()
+        .next()
+        .unwrap_or_else(|| panic!("no such socket: {text:?}"));
+    line.split_whitespace().next().unwrap().parse().unwrap()
 }
 
 /// The server-side kernel send queue (`Send-Q`: unsent and unacknowledged bytes) of the

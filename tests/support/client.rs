@@ -120,6 +120,11 @@ impl RawClient {
         }
     }
 
+    /// Bytes read from the socket and not yet handed out.
+    pub(crate) fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
     /// The client's own address.
     pub(crate) fn local_addr(&self) -> SocketAddr {
         self.tcp.local_addr().unwrap()
