@@ -40,8 +40,8 @@
 #                    (the demo with FANOUT_COALESCE_MS=0) tower-sse-owned (the demo with
 #                    STREAM_EVENTS=owned: /stream events as Event + String) axum-owned
 #                    (the axum reference with STREAM_EVENTS=owned: Event::data(String))
-#                    tower-sse-12k (the demo with fixed 12 KiB frames: MAX_FRAME_BYTES=12288,
-#                    instead of 64 KiB frames sized to the socket)
+#                    tower-sse-12k (the demo with frames capped at 12 KiB: MAX_FRAME_BYTES=12288,
+#                    instead of 64 KiB; both sized to the socket by the server)
 #   SERVER_CPU=0 LOADGEN_CPU=1 NOFILE=20000
 #   NO_BUILD=1       use the binaries already built (target/release/examples/{demo,axum_ref},
 #                    target/release/sse-loadgen; $CARGO_TARGET_DIR instead of target/ if set)
