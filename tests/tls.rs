@@ -175,6 +175,12 @@ fn route(req: &Request<RequestBody>) -> SseResponse<Events> {
         });
         return SseResponse::new(Box::pin(ticks) as Events);
     }
+    if req.uri().path() == "/endless" {
+        // 1 KiB events, always ready: as fast as the connection takes them.
+        let data = "x".repeat(1024);
+        let events = futures_util::stream::repeat_with(move || Ok(Event::new().data(data.clone())));
+        return SseResponse::new(Box::pin(events) as Events);
+    }
     SseResponse::other(Response::new(Full::new(Bytes::from_static(b"ok\n"))))
 }
 
@@ -271,6 +277,36 @@ async fn alpn_http1_or_none_serves_sse_over_http1() {
         assert_eq!(res.headers()[header::TRANSFER_ENCODING], "chunked");
         assert_eq!(first_events(res, 3).await, ticks(1..=3));
     }
+    server.stop().await;
+}
+
+/// Over TLS the server cannot see how much the socket takes (rustls holds its own
+/// buffer), so it caps every frame at 12 KiB, below the layer's 64 KiB: a client that
+/// stops reading holds one small frame. The client's body frames are at most the
+/// server's chunks (hyper's decoder never joins two).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_http1_frames_are_at_most_12_kib() {
+    let server = Running::start("h1", |s| s).await;
+    let tls = server.connect(&[b"http/1.1"]).await;
+    let mut client = h1_client(tls).await;
+    let res = within("response", client.send_request(get("/endless")))
+        .await
+        .unwrap();
+    assert_eq!(res.version(), Version::HTTP_11);
+    let mut body = res.into_body();
+    let (mut read, mut largest) = (0, 0);
+    while read < 4 << 20 {
+        let frame = within("a frame", body.frame()).await.unwrap().unwrap();
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        read += data.len();
+        largest = largest.max(data.len());
+    }
+    println!("largest body frame over TLS: {largest} bytes");
+    assert!(largest <= 12 * 1024, "{largest} bytes");
+    // Frames do fill up to the cap (not one event each).
+    assert!(largest > 8 * 1024, "{largest} bytes");
     server.stop().await;
 }
 
