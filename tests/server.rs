@@ -464,15 +464,13 @@ async fn a_reader_that_stops_after_large_frames_leaves_one_small_frame_in_the_se
     server.stop().await.unwrap();
 }
 
-/// The client-side kernel receive queue (`Recv-Q`) of the connection from local port
-/// `client_port` to `server`, as `ss` reports it.
-fn recv_queue(client_port: u16, server: SocketAddr) -> u64 {
+/// The kernel's receive and send queues (`Recv-Q`, `Send-Q`: unread bytes, and unsent
+/// or unacknowledged ones) of the established connection from local port `local` to
+/// port `remote` on 127.0.0.1, as `ss` (iproute2) reports them.
+fn queues(local: u16, remote: u16) -> (u64, u64) {
     let out = std::process::Command::new("ss")
         .args(["-tnH", "state", "established"])
-        .arg(format!(
-            "( sport = :{client_port} and dport = :{} )",
-            server.port()
-        ))
+        .arg(format!("( sport = :{local} and dport = :{remote} )"))
         .output()
         .expect("running `ss` (iproute2 is needed)");
     let text = String::from_utf8(out.stdout).unwrap();
@@ -480,26 +478,18 @@ fn recv_queue(client_port: u16, server: SocketAddr) -> u64 {
         .lines()
         .next()
         .unwrap_or_else(|| panic!("no such socket: {text:?}"));
-    line.split_whitespace().next().unwrap().parse().unwrap()
+    let mut columns = line.split_whitespace().map(|n| n.parse().unwrap());
+    (columns.next().unwrap(), columns.next().unwrap())
 }
 
-/// The server-side kernel send queue (`Send-Q`: unsent and unacknowledged bytes) of the
-/// connection from local port `port`, as `ss` (iproute2) reports it.
+/// The client-side kernel receive queue of the connection from `client_port`.
+fn recv_queue(client_port: u16, server: SocketAddr) -> u64 {
+    queues(client_port, server.port()).0
+}
+
+/// The server-side kernel send queue of the connection from `client_port`.
 fn send_queue(server: SocketAddr, client_port: u16) -> u64 {
-    let out = std::process::Command::new("ss")
-        .args(["-tnH", "state", "established"])
-        .arg(format!(
-            "( sport = :{} and dport = :{client_port} )",
-            server.port()
-        ))
-        .output()
-        .expect("running `ss` (iproute2 is needed)");
-    let text = String::from_utf8(out.stdout).unwrap();
-    let line = text
-        .lines()
-        .next()
-        .unwrap_or_else(|| panic!("no such socket: {text:?}"));
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    queues(server.port(), client_port).1
 }
 
 /// Opens `/endless`, stops reading, and returns the server's kernel send queue once
