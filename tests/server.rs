@@ -452,9 +452,12 @@ async fn a_reader_that_stops_after_large_frames_leaves_one_small_frame_in_the_se
         + recv_queue(client_port, server.addr)
         + send_queue(server.addr, client_port);
     // Chunks of at least 3 KiB (frames are filled to a cap of at least 4 KiB), each
-    // with at most 12 bytes of framing.
+    // with at most 12 bytes of framing. The queues hold that framing too, so `queued`
+    // alone can exceed `sent - read`: add the bound before subtracting.
     let framing = 12 * (queued / 3072 + 1);
-    let held = sent - read as u64 - queued + framing;
+    let held = (sent + framing)
+        .checked_sub(read as u64 + queued)
+        .unwrap_or_else(|| panic!("queued {queued} > sent {sent} - read {read} + {framing}"));
     println!(
         "largest frame {} KiB; held in the server after the stall: {held} bytes (queued \
          in the kernel and the client: {queued})",
