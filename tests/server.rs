@@ -389,17 +389,8 @@ async fn accepted_sockets_get_nodelay_keepalive_user_timeout_and_send_queue_boun
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frames_of_a_reader_that_keeps_up_grow_to_what_the_socket_takes() {
     let server = Running::start(|s| s).await;
-    let mut client = RawClient::connect(server.addr).await;
-    client.get("/endless", &[]).await;
-    assert_eq!(client.read_head().await.status, 200);
-    let (mut sizes, mut offset) = (Vec::new(), 0);
-    while offset < 8 << 20 {
-        let Chunk::Data(data) = client.read_chunk().await else {
-            panic!("the endless stream ended");
-        };
-        sizes.push((offset, data.len()));
-        offset += data.len();
-    }
+    let mut client = open_endless(&server).await;
+    let sizes = read_chunks(&mut client, 8 << 20).await;
     // A frame that starts before 200 KiB of body was made before the client could
     // have acknowledged 256 KiB (head and chunk sizes included).
     let cold = sizes.iter().filter(|(at, _)| *at < 200 * 1024);
@@ -421,32 +412,13 @@ async fn frames_of_a_reader_that_keeps_up_grow_to_what_the_socket_takes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reader_that_stops_after_large_frames_leaves_one_small_frame_in_the_server() {
     let server = Running::start(|s| s).await;
-    let mut client = RawClient::connect(server.addr).await;
-    client.get("/endless", &[]).await;
-    assert_eq!(client.read_head().await.status, 200);
-    let (mut read, mut largest) = (0, 0);
-    while read < 4 << 20 {
-        let Chunk::Data(data) = client.read_chunk().await else {
-            panic!("the endless stream ended");
-        };
-        read += data.len();
-        largest = largest.max(data.len());
-    }
+    let mut client = open_endless(&server).await;
+    let sizes = read_chunks(&mut client, 4 << 20).await;
+    let read: usize = sizes.iter().map(|(_, len)| len).sum();
+    let largest = sizes.iter().map(|(_, len)| *len).max().unwrap_or(0);
     assert!(largest > 12 * 1024, "frames never grew: {largest}");
     // The client reads nothing more; wait until the layer hands hyper nothing more.
-    let sent = within("the stream stops", async {
-        let (mut last, mut same) = (u64::MAX, 0);
-        loop {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            let sent = server.stats.bytes_sent();
-            same = if sent == last { same + 1 } else { 0 };
-            last = sent;
-            if same == 5 {
-                return sent;
-            }
-        }
-    })
-    .await;
+    let sent = settled("the stream stops", || server.stats.bytes_sent()).await;
     let client_port = client.local_addr().port();
     let queued = client.buffered() as u64
         + recv_queue(client_port, server.addr)
@@ -495,23 +467,51 @@ fn send_queue(server: SocketAddr, client_port: u16) -> u64 {
     queues(server.port(), client_port).1
 }
 
-/// Opens `/endless`, stops reading, and returns the server's kernel send queue once
-/// it stopped growing.
-async fn stalled_send_queue(server: &Running) -> u64 {
+/// Opens `/endless` on `server` and reads the response head.
+async fn open_endless(server: &Running) -> RawClient {
     let mut client = RawClient::connect(server.addr).await;
     client.get("/endless", &[]).await;
     assert_eq!(client.read_head().await.status, 200);
+    client
+}
+
+/// Reads body chunks until at least `bytes` of body came, and returns each chunk's
+/// offset in the body and its length.
+async fn read_chunks(client: &mut RawClient, bytes: usize) -> Vec<(usize, usize)> {
+    let (mut sizes, mut offset) = (Vec::new(), 0);
+    while offset < bytes {
+        let Chunk::Data(data) = client.read_chunk().await else {
+            panic!("the endless stream ended");
+        };
+        sizes.push((offset, data.len()));
+        offset += data.len();
+    }
+    sizes
+}
+
+/// Opens `/endless`, stops reading, and returns the server's kernel send queue once
+/// it stopped growing.
+async fn stalled_send_queue(server: &Running) -> u64 {
+    let client = open_endless(server).await;
     let client_port = client.local_addr().port();
-    // The client reads nothing more; wait until the queue is the same 5 times in a row.
-    within("the send queue stops growing", async {
+    // The client reads nothing more.
+    settled("the send queue stops growing", || {
+        send_queue(server.addr, client_port)
+    })
+    .await
+}
+
+/// Samples `value` every 100 ms until it is the same 5 times in a row, and returns it.
+async fn settled(what: &str, value: impl Fn() -> u64) -> u64 {
+    within(what, async {
         let (mut last, mut same) = (u64::MAX, 0);
         loop {
             tokio::time::sleep(Duration::from_millis(100)).await;
-            let queue = send_queue(server.addr, client_port);
-            same = if queue == last { same + 1 } else { 0 };
-            last = queue;
+            let now = value();
+            same = if now == last { same + 1 } else { 0 };
+            last = now;
             if same == 5 {
-                return queue;
+                return now;
             }
         }
     })
